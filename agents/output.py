@@ -1,0 +1,75 @@
+"""Batched producing: one aiokafka producer batch per topic partition per micro-batch.
+
+``producer.send()`` creates a future and a metadata lookup per message; appending to a
+``BatchBuilder`` is several times cheaper, which matters at thousands of records a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+Headers = list[tuple[str, bytes]]
+
+
+class BatchSender:
+    """Collect records per (topic, partition) and send them as producer batches."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        # (topic, partition) -> [builder, records in it]
+        self._open: dict[tuple[str, int], list[Any]] = {}
+        self._full: list[tuple[str, int, Any, int]] = []
+
+    async def prepare(self, topics: Sequence[str]) -> None:
+        """Load metadata of the topics so partitions can be computed synchronously."""
+        for topic in topics:
+            await self._producer.client._wait_on_metadata(topic)
+
+    def partition_for(self, topic: str, key: bytes) -> int:
+        """Return the partition the producer's default (murmur2) partitioner picks."""
+        return int(self._producer._partition(topic, None, None, None, key, None))
+
+    def add(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        """Queue one record for the next :meth:`send`."""
+        headers = headers or []
+        tp = (topic, partition)
+        slot = self._open.get(tp)
+        if slot is None:
+            slot = self._open[tp] = [self._producer.create_batch(), 0]
+        if slot[0].append(timestamp=timestamp_ms, key=key, value=value, headers=headers) is None:
+            self._full.append((topic, partition, slot[0], slot[1]))
+            slot = self._open[tp] = [self._producer.create_batch(), 0]
+            if (
+                slot[0].append(timestamp=timestamp_ms, key=key, value=value, headers=headers)
+                is None
+            ):
+                raise ValueError(f"record for {topic} does not fit an empty producer batch")
+        slot[1] += 1
+
+    async def send(self) -> dict[tuple[str, int], int]:
+        """Send everything queued, wait for the broker, return the last offset per partition."""
+        pending = self._full + [(t, p, b, n) for (t, p), (b, n) in self._open.items()]
+        self._full = []
+        self._open = {}
+        if not pending:
+            return {}
+        futures = []
+        for topic, partition, builder, _ in pending:
+            builder.close()  # nothing else may add to it, so offsets below are exact
+            futures.append(await self._producer.send_batch(builder, topic, partition=partition))
+        results = await asyncio.gather(*futures)
+        last: dict[tuple[str, int], int] = {}
+        for (topic, partition, _, count), meta in zip(pending, results, strict=True):
+            tp = (topic, partition)
+            last[tp] = max(last.get(tp, -1), meta.offset + count - 1)
+        return last

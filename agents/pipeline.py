@@ -1,0 +1,210 @@
+"""One micro-batch of transactions: validate, update velocity state, score, tier, send.
+
+The agent hands this class plain messages; everything it calls is pure code from
+``models/`` except the three edges it is given: the account store, the batch sender and the
+metrics. One RocksDB write batch and one changelog record per touched account per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from app.settings import Settings
+from models.artifact import load_artifact
+from models.features import N_FEATURES, AccountState, update_account
+from models.records import alert_record, dumps, scored_record
+from models.scorer import Scorer
+from models.tiers import escalate, resolve_thresholds, tier_for_score
+from models.transaction import Transaction, ValidationError, parse_transaction
+from monitoring.metrics import VigilMetrics
+from tables.accounts import AccountStore
+
+from .output import BatchSender
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class InMessage:
+    """The parts of a consumed Kafka record the pipeline needs."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class ServedModel:
+    """The scorer and effective tier thresholds of the artifact being served."""
+
+    def __init__(self, settings: Settings) -> None:
+        artifact = load_artifact(settings.model_path)
+        self.scorer = Scorer(artifact)
+        self.version = artifact.version
+        self.thresholds = resolve_thresholds(artifact.thresholds, settings.tier_overrides())
+
+
+class TransactionPipeline:
+    """Process micro-batches of raw transaction messages."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        model: ServedModel,
+        store: AccountStore,
+        sender: BatchSender,
+        metrics: VigilMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.model = model
+        self.store = store
+        self.sender = sender
+        self.metrics = metrics
+        self.clock = clock
+        self._alert_topics = settings.alert_topics()
+        m = metrics
+        self._c_scored = m.transactions.labels("scored")
+        self._c_invalid = m.transactions.labels("invalid")
+        self._c_replayed = m.transactions.labels("replayed")
+        self._c_repartitioned = m.transactions.labels("repartitioned")
+
+    def _dead_letter(self, msg: InMessage, err: ValidationError) -> None:
+        headers = [
+            ("vigil.error", str(err).encode()),
+            ("vigil.error.field", err.field.encode()),
+            ("vigil.source.topic", msg.topic.encode()),
+            ("vigil.source.partition", str(msg.partition).encode()),
+            ("vigil.source.offset", str(msg.offset).encode()),
+        ]
+        if msg.key is not None:
+            headers.append(("vigil.source.key", msg.key))
+        s = self.settings
+        self.sender.add(s.topic_deadletter, msg.partition % s.partitions, None, msg.value, headers)
+        self.metrics.deadletters.labels(err.reason).inc()
+        self._c_invalid.inc()
+
+    async def process(self, messages: Sequence[InMessage]) -> None:
+        """Process one micro-batch; return once every output is acknowledged by the broker."""
+        started = time.perf_counter()
+        s = self.settings
+        repartition = s.topic_repartition
+        valid: list[tuple[InMessage, Transaction, bytes]] = []
+        for msg in messages:
+            try:
+                tx = parse_transaction(msg.value, s.max_message_bytes)
+            except ValidationError as err:
+                self._dead_letter(msg, err)
+                continue
+            key = tx.account_id.encode()
+            if msg.key != key and msg.topic != repartition:
+                # The producer keyed by something else: re-key through the repartition
+                # topic so each account's state lives in exactly one partition.
+                partition = self.sender.partition_for(repartition, key)
+                self.sender.add(repartition, partition, key, msg.value)
+                self._c_repartitioned.inc()
+                continue
+            valid.append((msg, tx, key))
+
+        n = len(valid)
+        if n:
+            self._score(valid, started)
+        await self._send_and_checkpoint(valid)
+        self.metrics.batch_size.observe(len(messages))
+        self.metrics.batch_latency.observe(time.perf_counter() - started)
+
+    def _score(self, valid: list[tuple[InMessage, Transaction, bytes]], started: float) -> None:
+        states: dict[tuple[int, bytes], AccountState] = {}
+        dirty: set[tuple[int, bytes]] = set()
+        rows = np.empty((len(valid), N_FEATURES), dtype=np.float32)
+        feature_rows: list[list[float]] = []
+        replayed: list[bool] = []
+        for i, (msg, tx, key) in enumerate(valid):
+            slot = (msg.partition, key)
+            state = states.get(slot)
+            if state is None:
+                raw = self.store.get(msg.partition, key)
+                state = AccountState.from_bytes(raw) if raw is not None else AccountState()
+                states[slot] = state
+            before = state.n
+            features, state = update_account(state, tx)
+            if state.n != before:
+                dirty.add(slot)
+                replayed.append(False)
+            else:
+                replayed.append(True)
+            rows[i] = features
+            feature_rows.append(features)
+
+        model = self.model
+        scores = model.scorer.score(rows)
+        self.metrics.scoring_latency.observe(time.perf_counter() - started)
+
+        now_ms = int(self.clock() * 1000)
+        thresholds = model.thresholds
+        alerted: list[int] = []
+        tiers: list[str] = []
+        scored_topic = self.settings.topic_scored
+        score_hist = self.metrics.score
+        for i, (msg, tx, key) in enumerate(valid):
+            score = float(scores[i])
+            tier = escalate(tier_for_score(score, thresholds), ())
+            tiers.append(tier)
+            value = scored_record(tx, score, tier, model.version, [], now_ms, replayed[i])
+            self.sender.add(scored_topic, msg.partition, key, value)
+            score_hist.observe(score)
+            if tier != "MINIMAL":
+                alerted.append(i)
+        if alerted:
+            reasons = model.scorer.explain(rows[alerted], self.settings.reasons_top_k)
+            for i, why in zip(alerted, reasons, strict=True):
+                msg, tx, key = valid[i]
+                alert = alert_record(
+                    tx, float(scores[i]), tiers[i], model.version, why, [], feature_rows[i], now_ms
+                )
+                self.sender.add(self._alert_topics[tiers[i]], msg.partition, key, dumps(alert))
+                self.metrics.alerts.labels(tiers[i]).inc()
+
+        changelog = self.store.changelog_topic
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        for slot in dirty:
+            partition, key = slot
+            value = states[slot].to_bytes()
+            by_partition.setdefault(partition, []).append((key, value))
+            self.sender.add(changelog, partition, key, value)
+        for partition, items in by_partition.items():
+            self.store.put_many(partition, items)
+
+        n_replayed = sum(replayed)
+        self._c_replayed.inc(n_replayed)
+        self._c_scored.inc(len(valid) - n_replayed)
+        for tier in set(tiers):
+            self.metrics.tiers.labels(tier).inc(tiers.count(tier))
+
+    async def _send_and_checkpoint(self, valid: list[tuple[InMessage, Transaction, bytes]]) -> None:
+        last = await self.sender.send()
+        changelog = self.store.changelog_topic
+        for (topic, partition), offset in last.items():
+            if topic == changelog:
+                self.store.set_changelog_offset(partition, offset)
+        if valid:
+            sent_s = self.clock()
+            e2e = self.metrics.end_to_end_latency
+            for _, tx, _ in valid:
+                e2e.observe(max(0.0, sent_s - tx.ts_ms / 1000.0))
+
+
+def messages_from_events(events: Sequence[Any]) -> list[InMessage]:
+    """Convert Faust events to :class:`InMessage` (the only Faust-aware helper here)."""
+    out = []
+    for event in events:
+        m = event.message
+        out.append(InMessage(m.topic, m.partition, m.offset, m.key, m.value))
+    return out

@@ -1,0 +1,50 @@
+"""The scoring agents: transactions (and re-keyed transactions) in, scores and alerts out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agents.output import BatchSender
+from agents.pipeline import ServedModel, TransactionPipeline, messages_from_events
+from app import app
+from tables.accounts import AccountStore, accounts_table
+
+log = logging.getLogger(__name__)
+settings = app.settings
+
+
+async def _start_pipeline() -> TransactionPipeline:
+    """Load the model and prepare the producer; runs when the agent starts, not at import."""
+    model = app.scoring_model
+    if model is None:
+        model = app.scoring_model = ServedModel(settings)
+        app.metrics.set_model(model.version)
+        log.info("model loaded", extra={"version": model.version, "path": str(settings.model_path)})
+    for topic in app.output_topics():
+        await topic.maybe_declare()
+    producer: Any = app.producer  # the aiokafka driver's Producer
+    sender = BatchSender(producer._ensure_producer())
+    names = [t.get_topic_name() for t in app.output_topics()]
+    changelog = str(accounts_table.changelog_topic.get_topic_name())
+    await sender.prepare([*names, settings.topic_repartition, changelog])
+    return TransactionPipeline(settings, model, AccountStore(accounts_table), sender, app.metrics)
+
+
+async def _run(stream: Any) -> None:
+    pipeline = await _start_pipeline()
+    linger_s = settings.batch_linger_ms / 1000.0
+    async for events in stream.take_events(settings.batch_size, within=linger_s):
+        await pipeline.process(messages_from_events(events))
+
+
+@app.agent(app.transactions_topic, name="score-transactions")
+async def score_transactions(stream: Any) -> None:
+    """Score transactions keyed by account_id as the producers sent them."""
+    await _run(stream)
+
+
+@app.agent(app.repartition_topic, name="score-repartitioned")
+async def score_repartitioned(stream: Any) -> None:
+    """Score transactions that were re-keyed by account_id."""
+    await _run(stream)

@@ -1,0 +1,78 @@
+"""The Faust application: settings, topic declarations, nothing that imports agents."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from faust.types import TopicT
+from mode.utils.objects import cached_property
+
+from app.settings import Settings, load_settings
+from monitoring.metrics import VigilMetrics
+
+
+class VigilApp(faust.App):  # type: ignore[misc]
+    """Faust app that carries the :class:`Settings`, the metrics and Vigil's transport."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        self.settings = settings
+        self.metrics = VigilMetrics()
+        #: The served model (agents.pipeline.ServedModel), loaded when the agent starts.
+        self.scoring_model: Any = None
+        super().__init__(
+            settings.app_id,
+            broker=settings.broker_url,
+            store="rocksdb://",
+            datadir=str(settings.data_dir),
+            autodiscover=["agents", "tables", "monitoring"],
+            origin="app",
+            key_serializer="raw",
+            value_serializer="raw",
+            topic_partitions=settings.partitions,
+            topic_replication_factor=settings.replication_factor,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=settings.session_timeout_s,
+            broker_heartbeat_interval=settings.heartbeat_interval_s,
+            broker_commit_interval=settings.commit_interval_s,
+            producer_max_request_size=max(1_048_576, settings.max_message_bytes * 4),
+            web_host=settings.web_host,
+            web_bind=settings.web_host,
+            web_port=settings.web_port,
+            web_transport=f"tcp://{settings.web_host}:{settings.web_port}",
+            logging_config=None,
+            **kwargs,
+        )
+
+    def _new_transport(self) -> Any:
+        from app.kafka_transport import VigilTransport
+
+        return VigilTransport(self.conf.broker_consumer, self)
+
+    @cached_property
+    def transactions_topic(self) -> TopicT:
+        """Return the input topic (raw bytes; validation happens in the agent)."""
+        return self.topic(self.settings.topic_transactions, partitions=self.settings.partitions)
+
+    @cached_property
+    def repartition_topic(self) -> TopicT:
+        """Return the topic that re-keys transactions by account for mis-keyed producers."""
+        return self.topic(
+            self.settings.topic_repartition,
+            partitions=self.settings.partitions,
+            internal=True,
+        )
+
+    def output_topics(self) -> list[TopicT]:
+        """Return the topics Vigil produces to, so they can be created up front."""
+        s = self.settings
+        names = [s.topic_scored, s.topic_deadletter, *s.alert_topics().values()]
+        return [self.topic(name, partitions=s.partitions) for name in names]
+
+
+def create_app(settings: Settings | None = None) -> VigilApp:
+    """Build the app from the environment (or from explicit settings)."""
+    settings = settings or load_settings()
+    logging.getLogger("vigil").setLevel(settings.log_level.upper())
+    return VigilApp(settings)

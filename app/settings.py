@@ -1,0 +1,151 @@
+"""Vigil settings: every ``VIGIL_*`` environment variable, read once, in one place.
+
+Nothing else in the code base reads the environment. Code below the edge receives a
+:class:`Settings` (or plain values taken from it) as arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "artifacts" / "vigil-default.json"
+
+TIERS = ("HIGH", "MEDIUM", "LOW", "MINIMAL")
+
+
+class SettingsError(ValueError):
+    """A ``VIGIL_*`` variable has a value that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Typed, immutable view of the ``VIGIL_*`` environment."""
+
+    broker_url: str = "kafka://127.0.0.1:9092"
+    #: ``kafka`` for Apache Kafka; ``tansu`` turns on the embedded-broker workarounds.
+    broker_flavor: str = "kafka"
+    data_dir: Path = Path(".vigil-data")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    model_path: Path = DEFAULT_MODEL_PATH
+    partitions: int = 4
+    replication_factor: int = 1
+    app_id: str = "vigil"
+
+    topic_transactions: str = "transactions"
+    topic_deadletter: str = "transactions.deadletter"
+    topic_repartition: str = "transactions.by-account"
+    topic_scored: str = "transactions.scored"
+    topic_alerts_high: str = "alerts.high"
+    topic_alerts_medium: str = "alerts.medium"
+    topic_alerts_low: str = "alerts.low"
+    topic_labels: str = "labels"
+
+    tier_high: float | None = None
+    tier_medium: float | None = None
+    tier_low: float | None = None
+
+    batch_size: int = 500
+    batch_linger_ms: float = 5.0
+    max_message_bytes: int = 65536
+    reasons_top_k: int = 3
+
+    fetch_max_wait_ms: int = 10
+    session_timeout_s: float = 6.0
+    heartbeat_interval_s: float = 1.0
+    commit_interval_s: float = 1.0
+
+    log_level: str = "info"
+
+    def tier_overrides(self) -> dict[str, float]:
+        """Return the tier thresholds set in the environment, by tier name."""
+        pairs = (("HIGH", self.tier_high), ("MEDIUM", self.tier_medium), ("LOW", self.tier_low))
+        return {tier: value for tier, value in pairs if value is not None}
+
+    def alert_topics(self) -> dict[str, str]:
+        """Return the alert topic of each alerted tier."""
+        return {
+            "HIGH": self.topic_alerts_high,
+            "MEDIUM": self.topic_alerts_medium,
+            "LOW": self.topic_alerts_low,
+        }
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        """Tell whether the workarounds for the embedded tansu broker apply."""
+        return self.broker_flavor == "tansu"
+
+
+def _env_name(field_name: str) -> str:
+    return "VIGIL_" + field_name.upper()
+
+
+def _parse(name: str, raw: str, kind: str) -> object:
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            value = float(raw)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError("not finite")
+            return value
+        if kind == "float | None":
+            return None if raw.strip() == "" else _parse(name, raw, "float")
+        if kind == "Path":
+            return Path(raw).expanduser()
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r}: expected {kind} ({exc})") from exc
+    return raw
+
+
+def _check(settings: Settings) -> None:
+    problems: list[str] = []
+    if settings.broker_flavor not in ("kafka", "tansu"):
+        problems.append("VIGIL_BROKER_FLAVOR must be 'kafka' or 'tansu'")
+    for name in ("partitions", "replication_factor", "batch_size", "max_message_bytes"):
+        if getattr(settings, name) < 1:
+            problems.append(f"{_env_name(name)} must be >= 1")
+    if not 1 <= settings.web_port <= 65535:
+        problems.append("VIGIL_WEB_PORT must be a TCP port")
+    if settings.batch_linger_ms < 0:
+        problems.append("VIGIL_BATCH_LINGER_MS must be >= 0")
+    if settings.fetch_max_wait_ms < 1:
+        problems.append("VIGIL_FETCH_MAX_WAIT_MS must be >= 1 (0 returns empty fetches on tansu)")
+    for tier, value in settings.tier_overrides().items():
+        if not 0.0 <= value <= 1.0:
+            problems.append(f"VIGIL_TIER_{tier} must be within 0..1")
+    overrides = settings.tier_overrides()
+    ordered = [overrides[t] for t in ("HIGH", "MEDIUM", "LOW") if t in overrides]
+    if ordered != sorted(ordered, reverse=True):
+        problems.append("tier thresholds must satisfy HIGH >= MEDIUM >= LOW")
+    if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
+        problems.append("VIGIL_LOG_LEVEL must be debug, info, warning or error")
+    if problems:
+        raise SettingsError("; ".join(problems))
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``VIGIL_*`` variables (``os.environ`` by default)."""
+    env = os.environ if environ is None else environ
+    known = {_env_name(f.name) for f in fields(Settings)}
+    unknown = sorted(k for k in env if k.startswith("VIGIL_") and k not in known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        raw = env.get(_env_name(f.name))
+        if raw is not None:
+            values[f.name] = _parse(_env_name(f.name), raw, str(f.type))
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _check(settings)
+    return settings
+
+
+def describe_settings() -> list[tuple[str, str]]:
+    """Return ``(variable, default)`` pairs, for the README table and ``--help`` texts."""
+    defaults = Settings()
+    return [(_env_name(f.name), str(getattr(defaults, f.name))) for f in fields(Settings)]

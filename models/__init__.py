@@ -1,0 +1,1 @@
+"""Records, features, scoring, tiers and the trained model artifacts (pure code)."""

@@ -1,0 +1,310 @@
+"""Per-account velocity features: one pure function shared by the agent and training.
+
+``update_account(state, tx) -> (features, new_state)`` is the only implementation. The
+streaming agent calls it with the state from the RocksDB table; training and backtests call
+it while replaying a file in event-time order.
+
+Windows are by event time, on time buckets so the state stays bounded:
+
+* 1 h  = the transaction's 5-minute bucket and the 11 before it,
+* 24 h = its hour bucket and the 23 before it,
+* 7 d / 30 d = its UTC day bucket and the 6 / 29 before it.
+
+Every velocity feature describes the account's history *before* this transaction, so the
+first transaction of an account has zero counts. A replayed transaction (same ``tx_id`` among
+the last :data:`SEEN_TX` applied, or a source offset at or below the last applied one) is
+scored again but not counted again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import zlib
+from dataclasses import dataclass, field
+
+import orjson
+
+from models.transaction import Transaction
+
+STATE_FORMAT = 1
+
+BUCKET_5M_MS = 300_000
+BUCKET_1H_MS = 3_600_000
+BUCKET_1D_MS = 86_400_000
+SLOTS_5M = 12  # 1 h
+SLOTS_1H = 24  # 24 h
+SLOTS_1D = 30  # 30 d (7 d is the last 7 of these)
+#: Bounded memory of counterparties (LRU by last seen) and of applied transaction ids.
+MAX_COUNTERPARTIES = 64
+SEEN_TX = 32
+NIGHT_HOURS = range(0, 6)
+
+TYPE_CODES = {"PAYMENT": 0, "TRANSFER": 1, "CASH_OUT": 2, "CASH_IN": 3, "DEBIT": 4, "CARD": 5}
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "amount",
+    "log_amount",
+    "count_1h",
+    "sum_1h",
+    "count_24h",
+    "sum_24h",
+    "count_7d",
+    "sum_7d",
+    "count_30d",
+    "sum_30d",
+    "account_tx_count",
+    "account_age_days",
+    "mean_amount",
+    "std_amount",
+    "amount_zscore",
+    "amount_to_mean",
+    "secs_since_prev",
+    "distinct_cp_24h",
+    "new_counterparty",
+    "hour_of_day",
+    "is_night",
+    "is_weekend",
+    "balance_drain_ratio",
+    "amount_to_balance",
+    "type_code",
+)
+N_FEATURES = len(FEATURE_NAMES)
+NAN = float("nan")
+
+
+@dataclass(slots=True)
+class AccountState:
+    """Compact, bounded velocity state of one account.
+
+    Buckets are ``[index, count, amount_sum]`` triples in ascending index order;
+    counterparties are ``[crc32, last_seen_ms]`` pairs; ``seen`` holds 64-bit hashes of the
+    most recent transaction ids.
+    """
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    first_ts_ms: int = -1
+    last_ts_ms: int = -1
+    last_offset: int = -1
+    b5m: list[list[float]] = field(default_factory=list)
+    b1h: list[list[float]] = field(default_factory=list)
+    b1d: list[list[float]] = field(default_factory=list)
+    cps: list[list[int]] = field(default_factory=list)
+    seen: list[int] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        """Serialize to the table's value format (compact JSON array)."""
+        return orjson.dumps(
+            [
+                STATE_FORMAT,
+                self.n,
+                self.mean,
+                self.m2,
+                self.first_ts_ms,
+                self.last_ts_ms,
+                self.last_offset,
+                self.b5m,
+                self.b1h,
+                self.b1d,
+                self.cps,
+                self.seen,
+            ]
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> AccountState:
+        """Deserialize a table value written by :meth:`to_bytes`."""
+        v = orjson.loads(data)
+        if v[0] != STATE_FORMAT:
+            raise ValueError(f"account state format {v[0]} is not {STATE_FORMAT}")
+        return cls(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11])
+
+    def window(self, ts_ms: int) -> dict[str, float]:
+        """Return counts and sums of the four windows ending at ``ts_ms`` (for views, tests)."""
+        c1h, s1h = _window(self.b5m, ts_ms // BUCKET_5M_MS, SLOTS_5M)
+        c24, s24 = _window(self.b1h, ts_ms // BUCKET_1H_MS, SLOTS_1H)
+        c7, s7 = _window(self.b1d, ts_ms // BUCKET_1D_MS, 7)
+        c30, s30 = _window(self.b1d, ts_ms // BUCKET_1D_MS, SLOTS_1D)
+        return {
+            "count_1h": c1h,
+            "sum_1h": s1h,
+            "count_24h": c24,
+            "sum_24h": s24,
+            "count_7d": c7,
+            "sum_7d": s7,
+            "count_30d": c30,
+            "sum_30d": s30,
+        }
+
+
+def tx_hash(tx_id: str) -> int:
+    """Return a stable 63-bit hash of a transaction id (fits a signed JSON integer)."""
+    digest = hashlib.blake2b(tx_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def _window(buckets: list[list[float]], idx: int, slots: int) -> tuple[float, float]:
+    lo = idx - slots
+    count = 0.0
+    total = 0.0
+    for b in reversed(buckets):
+        b_idx = b[0]
+        if b_idx <= lo:
+            break
+        if b_idx <= idx:
+            count += b[1]
+            total += b[2]
+    return count, total
+
+
+def _add(buckets: list[list[float]], idx: int, amount: float, slots: int) -> None:
+    """Add one transaction to its bucket and drop buckets that fell out of the window."""
+    pos = len(buckets)
+    while pos > 0 and buckets[pos - 1][0] > idx:
+        pos -= 1
+    if pos > 0 and buckets[pos - 1][0] == idx:
+        b = buckets[pos - 1]
+        b[1] += 1
+        b[2] += amount
+    else:
+        head = buckets[-1][0] if buckets else idx
+        if idx <= max(head, idx) - slots:
+            return  # older than the whole window: nothing to keep
+        buckets.insert(pos, [idx, 1, amount])
+    head = buckets[-1][0]
+    while buckets and buckets[0][0] <= head - slots:
+        del buckets[0]
+
+
+def is_replay(state: AccountState, tx: Transaction, offset: int | None = None) -> bool:
+    """Tell whether ``tx`` was applied to ``state`` already."""
+    if offset is not None and offset <= state.last_offset:
+        return True
+    return tx_hash(tx.tx_id) in state.seen
+
+
+def update_account(
+    state: AccountState | None, tx: Transaction, offset: int | None = None
+) -> tuple[list[float], AccountState]:
+    """Compute the features of ``tx`` and return them with the state that includes it.
+
+    ``offset`` is the source offset when streaming (``None`` when replaying a file); with it
+    a re-delivered message is recognised even after its id left the ``seen`` list.
+    The input state is updated in place and returned.
+    """
+    st = state if state is not None else AccountState()
+    ts = tx.ts_ms
+    amount = tx.amount
+    d5, dh, dd = ts // BUCKET_5M_MS, ts // BUCKET_1H_MS, ts // BUCKET_1D_MS
+    c1h, s1h = _window(st.b5m, d5, SLOTS_5M)
+    c24, s24 = _window(st.b1h, dh, SLOTS_1H)
+    c7, s7 = _window(st.b1d, dd, 7)
+    c30, s30 = _window(st.b1d, dd, SLOTS_1D)
+
+    n = st.n
+    mean = st.mean
+    std = math.sqrt(st.m2 / (n - 1)) if n >= 2 else NAN
+    zscore = (amount - mean) / std if n >= 2 and std > 0 else NAN
+    to_mean = amount / mean if n >= 1 and mean > 0 else NAN
+    since_prev = max(0.0, (ts - st.last_ts_ms) / 1000.0) if st.last_ts_ms >= 0 else NAN
+    age_days = max(0.0, (ts - st.first_ts_ms) / BUCKET_1D_MS) if st.first_ts_ms >= 0 else 0.0
+
+    since_24h = ts - BUCKET_1D_MS
+    distinct_cp = 0.0
+    for _, seen_ms in st.cps:
+        if seen_ms > since_24h:
+            distinct_cp += 1
+    cp_key = -1
+    if tx.counterparty_id is None:
+        new_cp = NAN
+    else:
+        cp_key = zlib.crc32(tx.counterparty_id.encode())
+        new_cp = 1.0
+        for pair in st.cps:
+            if pair[0] == cp_key:
+                new_cp = 0.0
+                break
+
+    local_s = ts // 1000 + tx.tz_offset_s
+    hour = (local_s % 86_400) // 3_600
+    weekday = (local_s // 86_400 + 3) % 7  # 1970-01-01 was a Thursday (Monday = 0)
+    before = tx.balance_before
+    after = tx.balance_after
+    if before is not None and before > 0:
+        drain = (before - after) / before if after is not None else NAN
+        to_balance = amount / before
+    else:
+        drain = NAN
+        to_balance = NAN
+    type_code = TYPE_CODES.get(tx.type, -1) if tx.type is not None else -1
+
+    features = [
+        amount,
+        math.log1p(amount),
+        c1h,
+        s1h,
+        c24,
+        s24,
+        c7,
+        s7,
+        c30,
+        s30,
+        float(n),
+        age_days,
+        mean if n else NAN,
+        std,
+        zscore,
+        to_mean,
+        since_prev,
+        distinct_cp,
+        new_cp,
+        float(hour),
+        1.0 if hour in NIGHT_HOURS else 0.0,
+        1.0 if weekday >= 5 else 0.0,
+        drain,
+        to_balance,
+        float(type_code) if type_code >= 0 else NAN,
+    ]
+
+    h = tx_hash(tx.tx_id)
+    if (offset is not None and offset <= st.last_offset) or h in st.seen:
+        return features, st
+
+    # Apply: Welford running mean/variance, buckets, counterparties, replay guards.
+    n += 1
+    delta = amount - mean
+    mean += delta / n
+    st.m2 += delta * (amount - mean)
+    st.n = n
+    st.mean = mean
+    if st.first_ts_ms < 0 or ts < st.first_ts_ms:
+        st.first_ts_ms = ts
+    if ts > st.last_ts_ms:
+        st.last_ts_ms = ts
+    if offset is not None:
+        st.last_offset = offset
+    _add(st.b5m, d5, amount, SLOTS_5M)
+    _add(st.b1h, dh, amount, SLOTS_1H)
+    _add(st.b1d, dd, amount, SLOTS_1D)
+    if cp_key >= 0:
+        if new_cp == 0.0:
+            for pair in st.cps:
+                if pair[0] == cp_key:
+                    pair[1] = max(pair[1], ts)
+                    break
+        else:
+            st.cps.append([cp_key, ts])
+            if len(st.cps) > MAX_COUNTERPARTIES:
+                oldest = min(range(len(st.cps)), key=lambda i: st.cps[i][1])
+                del st.cps[oldest]
+    st.seen.append(h)
+    if len(st.seen) > SEEN_TX:
+        del st.seen[0]
+    return features, st
+
+
+def features_dict(values: list[float]) -> dict[str, float | None]:
+    """Name a feature vector; NaN (missing) becomes ``None`` so it serializes as JSON."""
+    return {name: (None if v != v else v) for name, v in zip(FEATURE_NAMES, values, strict=True)}

@@ -1,0 +1,1 @@
+"""Prometheus metrics, the Grafana dashboard and alert rules of Vigil."""

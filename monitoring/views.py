@@ -1,0 +1,18 @@
+"""``/metrics`` on the worker's own Faust web server."""
+
+from __future__ import annotations
+
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app import app
+
+
+@app.page("/metrics")
+class MetricsView(View):  # type: ignore[misc]
+    """Serve the Prometheus exposition of this worker."""
+
+    async def get(self, request: Request) -> Response:
+        """Return every ``vigil_*`` metric."""
+        body = generate_latest(app.metrics.registry)
+        return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])

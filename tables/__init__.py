@@ -1,0 +1,1 @@
+"""Faust tables (RocksDB-backed, with changelog topics) and fast access to them."""

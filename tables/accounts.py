@@ -1,0 +1,76 @@
+"""The per-account velocity table and its batched access path.
+
+The table is a normal Faust table (RocksDB store, changelog topic, recovery, standbys), but
+the scoring agent reads and writes it a micro-batch at a time: values go straight to the
+partition's RocksDB database and the changelog records go out as one producer batch per
+partition. Faust's per-key ``table[key] = value`` path (a producer future, a callback and a
+RocksDB offset write per key) caps a worker near 3,300 writes/s here; the records written are
+identical, so Faust's own recovery restores them unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from faust.types import TP
+
+from app import app
+
+accounts_table = app.Table(
+    "accounts",
+    partitions=app.settings.partitions,
+    key_type=bytes,
+    value_type=bytes,
+    help="Velocity state per account_id (models.features.AccountState).",
+)
+
+
+class AccountStore:
+    """Batched get/put on the accounts table's RocksDB partitions."""
+
+    def __init__(self, table: Any = accounts_table) -> None:
+        self.table = table
+
+    @property
+    def changelog_topic(self) -> str:
+        """Return the changelog topic's name."""
+        return str(self.table.changelog_topic.get_topic_name())
+
+    def _db(self, partition: int) -> Any:
+        # Faust opens partition databases lazily; this is its own accessor.
+        return self.table.data._db_for_partition(partition)
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        """Return the stored value of ``key`` in ``partition``."""
+        value = self._db(partition).get(key)
+        return None if value is None else bytes(value)
+
+    def put_many(self, partition: int, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Write values of one partition in a single RocksDB write batch."""
+        from rocksdict import WriteBatch
+
+        db = self._db(partition)
+        batch = WriteBatch(raw_mode=True)
+        for key, value in items:
+            batch.put(key, value)
+        db.write(batch)
+
+    def set_changelog_offset(self, partition: int, offset: int) -> None:
+        """Record the changelog offset the local database is current with (for recovery)."""
+        self.table.data.set_persisted_offset(TP(self.changelog_topic, partition), offset)
+
+    def lookup(self, key: bytes) -> bytes | None:
+        """Return ``key``'s value from whichever local partition holds it (web views)."""
+        for db in list(self.table.data._dbs.values()):
+            value = db.get(key)
+            if value is not None:
+                return bytes(value)
+        return None
+
+    def estimate_keys(self) -> int:
+        """Return RocksDB's estimate of the keys held locally."""
+        total = 0
+        for db in list(self.table.data._dbs.values()):
+            total += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+        return total

@@ -1,0 +1,112 @@
+"""End to end on the embedded broker with a real worker, real RocksDB and a trained model."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from models.artifact import load_artifact
+from models.tiers import tier_for_score
+from tests.integration.kafka_io import consume, produce
+from tests.integration.scenario import build_scenario
+from tests.integration.tables import read_accounts
+
+pytestmark = pytest.mark.integration
+
+
+def _headers(record: Any) -> dict[str, bytes]:
+    return dict(record.headers)
+
+
+def test_stream_scores_alerts_dead_letters_and_tables(
+    broker: Any, worker_env: dict[str, str], start_worker: Any, trained_model: Path
+) -> None:
+    sc = build_scenario()
+    env = worker_env
+    worker = start_worker(env)
+    produce(broker.bootstrap, env["VIGIL_TOPIC_TRANSACTIONS"], sc.records)
+
+    scored = consume(
+        broker.bootstrap,
+        env["VIGIL_TOPIC_SCORED"],
+        lambda recs: len(recs) >= len(sc.valid),
+    )
+    dead = consume(
+        broker.bootstrap,
+        env["VIGIL_TOPIC_DEADLETTER"],
+        lambda recs: len(recs) >= len(sc.invalid),
+    )
+    alerts: dict[str, dict[str, Any]] = {}
+    for tier in ("HIGH", "MEDIUM", "LOW"):
+        for rec in consume(broker.bootstrap, env[f"VIGIL_TOPIC_ALERTS_{tier}"], lambda _: False, 3):
+            alert = orjson.loads(rec.value)
+            assert alert["tier"] == tier
+            alerts[alert["alert_id"]] = alert
+
+    # Every valid transaction exactly once in transactions.scored, keyed by account.
+    ids = Counter(orjson.loads(r.value)["tx_id"] for r in scored)
+    assert set(ids) == set(sc.valid)
+    assert max(ids.values()) == 1
+    artifact = load_artifact(trained_model)
+    records = {orjson.loads(r.value)["tx_id"]: (r, orjson.loads(r.value)) for r in scored}
+    for tx_id, (rec, doc) in records.items():
+        assert rec.key == sc.valid[tx_id]["account_id"].encode()
+        assert doc["model_version"] == artifact.version
+        assert 0.0 <= doc["score"] <= 1.0
+        assert doc["tier"] == tier_for_score(doc["score"], artifact.thresholds)
+        assert (doc["tier"] != "MINIMAL") == (tx_id in alerts)
+
+    # Every invalid message in the dead-letter topic, raw bytes intact, reason names the field.
+    by_value = {rec.value: _headers(rec) for rec in dead}
+    assert len(dead) == len(sc.invalid)
+    for raw, field_name in sc.invalid.items():
+        headers = by_value[raw]
+        assert headers["vigil.error.field"].decode() == field_name
+        assert headers["vigil.error"].decode().startswith(field_name + ":")
+        assert headers["vigil.source.topic"].decode() == env["VIGIL_TOPIC_TRANSACTIONS"]
+        assert int(headers["vigil.source.offset"]) >= 0
+
+    # Seeded frauds are alerted with reasons; most ordinary history is not.
+    for tx_id in ("acc-ato-drain", "acc-spike-big"):
+        assert tx_id in alerts, f"{tx_id} scored {records[tx_id][1]}"
+        assert alerts[tx_id]["tier"] in ("HIGH", "MEDIUM")
+    burst = [t for t, p in sc.frauds.items() if p == "card_testing"]
+    caught = [t for t in burst if t in alerts]
+    assert len(caught) >= len(burst) // 2, f"card testing caught {len(caught)}/{len(burst)}"
+    assert any(alerts[t]["tier"] == "HIGH" for t in caught)
+    legit = [t for t in sc.valid if t not in sc.frauds]
+    assert sum(t in alerts for t in legit) <= len(legit) // 10
+    for alert in alerts.values():
+        assert alert["alert_id"] == alert["tx_id"]
+        assert len(alert["reasons"]) == 3
+        contributions = [abs(r["contribution"]) for r in alert["reasons"]]
+        assert contributions == sorted(contributions, reverse=True)
+        assert alert["transaction"] == sc.valid[alert["tx_id"]]
+        assert set(alert) >= {
+            "score",
+            "model_version",
+            "rules",
+            "features",
+            "event_ts",
+            "scored_ts",
+            "schema_version",
+            "account_id",
+        }
+
+    # The account table holds each account's count and sum of amounts.
+    assert worker.stop() == 0
+    states = read_accounts(Path(env["VIGIL_DATA_DIR"]))
+    per_account: dict[str, list[float]] = {}
+    for tx in sc.valid.values():
+        per_account.setdefault(tx["account_id"], []).append(tx["amount"])
+    assert set(states) == set(per_account)
+    for account, amounts in per_account.items():
+        st = states[account]
+        assert st.n == len(amounts)
+        assert math.isclose(st.mean * st.n, sum(amounts), rel_tol=1e-9)
+        assert sum(b[1] for b in st.b1d) == len(amounts)  # all within 30 days

@@ -1,0 +1,93 @@
+"""Run a real ``faust -A app worker`` process against the embedded broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from app.embedded_broker import EmbeddedBroker, free_port
+
+READY_LINE = "[^Worker]: Ready"
+
+
+def isolated_env(broker: EmbeddedBroker, model_path: Path, data_dir: Path) -> dict[str, str]:
+    """Return a worker environment with its own app id and topic names."""
+    tag = uuid.uuid4().hex[:8]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env.update(
+        {
+            "VIGIL_BROKER_URL": broker.url,
+            "VIGIL_BROKER_FLAVOR": "tansu",
+            "VIGIL_APP_ID": f"vigil-{tag}",
+            "VIGIL_DATA_DIR": str(data_dir),
+            "VIGIL_MODEL_PATH": str(model_path),
+            "VIGIL_WEB_PORT": str(free_port()),
+            "VIGIL_PARTITIONS": "4",
+            "VIGIL_TOPIC_TRANSACTIONS": f"{tag}.transactions",
+            "VIGIL_TOPIC_DEADLETTER": f"{tag}.transactions.deadletter",
+            "VIGIL_TOPIC_REPARTITION": f"{tag}.transactions.by-account",
+            "VIGIL_TOPIC_SCORED": f"{tag}.transactions.scored",
+            "VIGIL_TOPIC_ALERTS_HIGH": f"{tag}.alerts.high",
+            "VIGIL_TOPIC_ALERTS_MEDIUM": f"{tag}.alerts.medium",
+            "VIGIL_TOPIC_ALERTS_LOW": f"{tag}.alerts.low",
+            "VIGIL_TOPIC_LABELS": f"{tag}.labels",
+        }
+    )
+    return env
+
+
+class WorkerProcess:
+    """A worker subprocess whose output goes to a log file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 90.0) -> WorkerProcess:
+        """Start the worker and wait until Faust reports it ready."""
+        faust = Path(sys.executable).parent / "faust"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(faust), "-A", "app", "worker", "-l", "info"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+            if READY_LINE in self.log():
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"worker not ready within {timeout_s}s:\n{self.log()[-4000:]}")
+
+    def log(self) -> str:
+        """Return what the worker has written so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """Stop the worker like an operator would (SIGTERM), killing it if it hangs."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    @property
+    def web_url(self) -> str:
+        """Return the base URL of the worker's web server."""
+        return f"http://127.0.0.1:{self.env['VIGIL_WEB_PORT']}"
