@@ -148,4 +148,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def describe_settings() -> list[tuple[str, str]]:
     """Return ``(variable, default)`` pairs, for the README table and ``--help`` texts."""
     defaults = Settings()
-    return [(_env_name(f.name), str(getattr(defaults, f.name))) for f in fields(Settings)]
+    out = []
+    for f in fields(Settings):
+        value = getattr(defaults, f.name)
+        out.append((_env_name(f.name), "" if value is None else str(value)))
+    return out

@@ -86,10 +86,15 @@ def load_artifact(path: Path, expected_features: tuple[str, ...] = FEATURE_NAMES
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ArtifactError(f"model artifact {path} is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("format") != ARTIFACT_FORMAT:
+    if not isinstance(doc, dict):
+        raise ArtifactError(f"model artifact {path} is not a JSON object")
+    if doc.get("format") != ARTIFACT_FORMAT:
         raise ArtifactError(
             f"model artifact {path} has format {doc.get('format')!r}, expected {ARTIFACT_FORMAT}"
         )
+    missing_keys = [k for k in ("version", "thresholds", "booster") if k not in doc]
+    if missing_keys:
+        raise ArtifactError(f"model artifact {path} lacks {', '.join(missing_keys)}")
     names = tuple(doc.get("feature_names", ()))
     if names != expected_features:
         missing = [n for n in expected_features if n not in names]
@@ -99,13 +104,17 @@ def load_artifact(path: Path, expected_features: tuple[str, ...] = FEATURE_NAMES
             f"(missing {missing}, unexpected {extra}, order differs: "
             f"{not missing and not extra}); retrain it with `faust -A app train`"
         )
-    thresholds = {k: float(v) for k, v in doc["thresholds"].items()}
+    try:
+        thresholds = {k: float(v) for k, v in doc["thresholds"].items()}
+        calibration = {k: float(v) for k, v in doc.get("calibration", {}).items()}
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"model artifact {path} has malformed thresholds: {exc}") from None
     return ModelArtifact(
         version=str(doc["version"]),
         booster_json=orjson.dumps(doc["booster"]),
         feature_names=names,
         thresholds=thresholds,
-        calibration={k: float(v) for k, v in doc.get("calibration", {}).items()},
+        calibration=calibration,
         metrics=doc.get("metrics", {}),
         data_hash=doc.get("data_hash", ""),
         trained_at=doc.get("trained_at", ""),

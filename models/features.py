@@ -12,8 +12,11 @@ Windows are by event time, on time buckets so the state stays bounded:
 
 Every velocity feature describes the account's history *before* this transaction, so the
 first transaction of an account has zero counts. A replayed transaction (same ``tx_id`` among
-the last :data:`SEEN_TX` applied, or a source offset at or below the last applied one) is
-scored again but not counted again.
+the last :data:`SEEN_TX` applied to the account) is scored again but not counted again; its features then describe the state that already
+includes it (the pre-state is gone), which is the price of a bounded state.
+
+A late (out-of-order) event is counted in its own buckets; its windows end at its own time
+except ``distinct_cp_24h``, which also counts counterparties first seen after it.
 """
 
 from __future__ import annotations
@@ -87,7 +90,6 @@ class AccountState:
     m2: float = 0.0
     first_ts_ms: int = -1
     last_ts_ms: int = -1
-    last_offset: int = -1
     b5m: list[list[float]] = field(default_factory=list)
     b1h: list[list[float]] = field(default_factory=list)
     b1d: list[list[float]] = field(default_factory=list)
@@ -104,7 +106,6 @@ class AccountState:
                 self.m2,
                 self.first_ts_ms,
                 self.last_ts_ms,
-                self.last_offset,
                 self.b5m,
                 self.b1h,
                 self.b1d,
@@ -119,7 +120,7 @@ class AccountState:
         v = orjson.loads(data)
         if v[0] != STATE_FORMAT:
             raise ValueError(f"account state format {v[0]} is not {STATE_FORMAT}")
-        return cls(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11])
+        return cls(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10])
 
     def window(self, ts_ms: int) -> dict[str, float]:
         """Return counts and sums of the four windows ending at ``ts_ms`` (for views, tests)."""
@@ -178,21 +179,18 @@ def _add(buckets: list[list[float]], idx: int, amount: float, slots: int) -> Non
         del buckets[0]
 
 
-def is_replay(state: AccountState, tx: Transaction, offset: int | None = None) -> bool:
+def is_replay(state: AccountState, tx: Transaction) -> bool:
     """Tell whether ``tx`` was applied to ``state`` already."""
-    if offset is not None and offset <= state.last_offset:
-        return True
     return tx_hash(tx.tx_id) in state.seen
 
 
-def update_account(
-    state: AccountState | None, tx: Transaction, offset: int | None = None
-) -> tuple[list[float], AccountState]:
+def update_account(state: AccountState | None, tx: Transaction) -> tuple[list[float], AccountState]:
     """Compute the features of ``tx`` and return them with the state that includes it.
 
-    ``offset`` is the source offset when streaming (``None`` when replaying a file); with it
-    a re-delivered message is recognised even after its id left the ``seen`` list.
-    The input state is updated in place and returned.
+    The input state is updated in place and returned. Replays are recognised by ``tx_id``
+    only, not by source offset: offsets restart when a topic is recreated (the embedded
+    broker loses them on every stop), and a stale offset watermark would then treat every
+    new transaction as a replay.
     """
     st = state if state is not None else AccountState()
     ts = tx.ts_ms
@@ -269,7 +267,7 @@ def update_account(
     ]
 
     h = tx_hash(tx.tx_id)
-    if (offset is not None and offset <= st.last_offset) or h in st.seen:
+    if h in st.seen:
         return features, st
 
     # Apply: Welford running mean/variance, buckets, counterparties, replay guards.
@@ -283,8 +281,6 @@ def update_account(
         st.first_ts_ms = ts
     if ts > st.last_ts_ms:
         st.last_ts_ms = ts
-    if offset is not None:
-        st.last_offset = offset
     _add(st.b5m, d5, amount, SLOTS_5M)
     _add(st.b1h, dh, amount, SLOTS_1H)
     _add(st.b1d, dd, amount, SLOTS_1D)

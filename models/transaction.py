@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,8 @@ MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 MAX_ID_CHARS = 256
 
 _OPTIONAL_STRINGS = ("channel", "country", "device_id", "merchant_category")
+#: Plain decimal strings only: float() would also take "nan", "inf", "1_000" and spaces.
+_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 
 class ValidationError(ValueError):
@@ -108,13 +111,14 @@ def _number(doc: dict[str, Any], name: str, *, required: bool) -> float | None:
         raise ValidationError(name, "must be a number, got bool")
     if isinstance(value, str):
         # Decimal strings are common in banking exports ("12.50"); accept them.
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValidationError(name, f"not a number: {value[:40]!r}") from None
+        if not _DECIMAL.fullmatch(value):
+            raise ValidationError(name, f"not a number: {value[:40]!r}")
     elif not isinstance(value, int | float):
         raise ValidationError(name, f"must be a number, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValidationError(name, "too large for a number") from None
     if not math.isfinite(number):
         raise ValidationError(name, "must be finite (NaN and infinity are refused)")
     return number
