@@ -12,8 +12,9 @@ Windows are by event time, on time buckets so the state stays bounded:
 
 Every velocity feature describes the account's history *before* this transaction, so the
 first transaction of an account has zero counts. A replayed transaction (same ``tx_id`` among
-the last :data:`SEEN_TX` applied to the account) is scored again but not counted again; its features then describe the state that already
-includes it (the pre-state is gone), which is the price of a bounded state.
+the last :data:`SEEN_TX` applied to the account) is scored again but not counted again; its
+features then describe the state that already includes it (the pre-state is gone), which is
+the price of a bounded state.
 
 A late (out-of-order) event is counted in its own buckets; its windows end at its own time
 except ``distinct_cp_24h``, which also counts counterparties first seen after it.

@@ -373,7 +373,7 @@ def test_replay_with_different_payload_same_id_is_ignored() -> None:
 
 def test_state_round_trips_exactly() -> None:
     state = AccountState()
-    for i, t in enumerate(SEQUENCE):
+    for t in SEQUENCE:
         _, state = update_account(state, t)
     data = state.to_bytes()
     copy = AccountState.from_bytes(data)
