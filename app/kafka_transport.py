@@ -1,9 +1,16 @@
-"""Faust's aiokafka transport with Vigil's consumer tuning.
+"""Faust's aiokafka transport with Vigil's consumer fixes.
 
-Faust hard-codes ``fetch_max_wait_ms=1500`` for the worker's consumer. A broker that waits
-that long on an idle fetch (tansu does) adds up to 1.5 s to end-to-end latency at low rates,
-so the wait is a setting (``VIGIL_FETCH_MAX_WAIT_MS``). On Apache Kafka a fetch returns as
-soon as data arrives, so a short wait only costs a few more empty fetches when idle.
+* Faust hard-codes ``fetch_max_wait_ms=1500`` for the worker's consumer. A broker that waits
+  that long on an idle fetch (tansu does) adds up to 1.5 s to end-to-end latency at low
+  rates, so the wait is a setting (``VIGIL_FETCH_MAX_WAIT_MS``). On Apache Kafka a fetch
+  returns as soon as data arrives, so a short wait only costs a few more empty fetches.
+* Lost messages at start-up (any broker): Faust starts fetching, then suspends the flow
+  (dropping what is queued) and "seeks stream partitions to committed offsets" so the
+  dropped messages are read again. aiokafka's ``seek_to_committed`` skips partitions whose
+  committed offset is missing or 0, so on a partition nobody has committed yet (a new
+  deployment, or a crash before the first commit) the dropped messages were never read
+  again. Such partitions are rewound to their beginning, where ``auto_offset_reset=earliest``
+  started them anyway; re-read messages are recognised as replays by the account state.
 """
 
 from __future__ import annotations
@@ -29,6 +36,13 @@ class VigilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignor
         # aiokafka reads this attribute when it builds its Fetcher in start().
         consumer._fetch_max_wait_ms = _settings(self.app).fetch_max_wait_ms
         return consumer
+
+    async def seek_to_committed(self) -> Any:
+        committed = await super().seek_to_committed()
+        unset = [tp for tp, offset in committed.items() if not offset or offset < 0]
+        if unset:
+            await self.call_thread(self._ensure_consumer().seek_to_beginning, *unset)
+        return committed
 
     async def _highwaters(self, partitions: list[Any]) -> Any:
         offsets = await super()._highwaters(partitions)

@@ -67,6 +67,7 @@ class ModelArtifact:
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(self.to_bytes())
+            os.chmod(tmp, 0o644)  # mkstemp makes it 0600; workers may run as another user
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

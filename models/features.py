@@ -16,6 +16,9 @@ the last :data:`SEEN_TX` applied to the account) is scored again but not counted
 features then describe the state that already includes it (the pre-state is gone), which is
 the price of a bounded state.
 
+Hour of day, night and weekend are in the event's own time zone when its ISO timestamp names
+one, otherwise UTC (epoch milliseconds carry no zone).
+
 A late (out-of-order) event is counted in its own buckets; its windows end at its own time
 except ``distinct_cp_24h``, which also counts counterparties first seen after it.
 """
@@ -31,7 +34,7 @@ import orjson
 
 from models.transaction import Transaction
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 
 BUCKET_5M_MS = 300_000
 BUCKET_1H_MS = 3_600_000
@@ -41,7 +44,11 @@ SLOTS_1H = 24  # 24 h
 SLOTS_1D = 30  # 30 d (7 d is the last 7 of these)
 #: Bounded memory of counterparties (LRU by last seen) and of applied transaction ids.
 MAX_COUNTERPARTIES = 64
+MAX_DEVICES = 8
 SEEN_TX = 32
+#: The z-score's deviation never goes below this share of the mean, so an account whose past
+#: amounts were all equal still shows how far a new amount is from them.
+STD_FLOOR_OF_MEAN = 0.05
 NIGHT_HOURS = range(0, 6)
 
 TYPE_CODES = {"PAYMENT": 0, "TRANSFER": 1, "CASH_OUT": 2, "CASH_IN": 3, "DEBIT": 4, "CARD": 5}
@@ -66,6 +73,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "secs_since_prev",
     "distinct_cp_24h",
     "new_counterparty",
+    "new_device",
+    "foreign_country",
     "hour_of_day",
     "is_night",
     "is_weekend",
@@ -96,6 +105,10 @@ class AccountState:
     b1d: list[list[float]] = field(default_factory=list)
     cps: list[list[int]] = field(default_factory=list)
     seen: list[int] = field(default_factory=list)
+    #: crc32 of the most recent distinct devices, oldest first.
+    devices: list[int] = field(default_factory=list)
+    #: crc32 of the country of the account's first transaction that named one (-1: none yet).
+    home_country: int = -1
 
     def to_bytes(self) -> bytes:
         """Serialize to the table's value format (compact JSON array)."""
@@ -112,6 +125,8 @@ class AccountState:
                 self.b1d,
                 self.cps,
                 self.seen,
+                self.devices,
+                self.home_country,
             ]
         )
 
@@ -121,7 +136,7 @@ class AccountState:
         v = orjson.loads(data)
         if v[0] != STATE_FORMAT:
             raise ValueError(f"account state format {v[0]} is not {STATE_FORMAT}")
-        return cls(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10])
+        return cls(*v[1:])
 
     def window(self, ts_ms: int) -> dict[str, float]:
         """Return counts and sums of the four windows ending at ``ts_ms`` (for views, tests)."""
@@ -205,7 +220,7 @@ def update_account(state: AccountState | None, tx: Transaction) -> tuple[list[fl
     n = st.n
     mean = st.mean
     std = math.sqrt(st.m2 / (n - 1)) if n >= 2 else NAN
-    zscore = (amount - mean) / std if n >= 2 and std > 0 else NAN
+    zscore = (amount - mean) / max(std, STD_FLOOR_OF_MEAN * mean, 0.01) if n >= 2 else NAN
     to_mean = amount / mean if n >= 1 and mean > 0 else NAN
     since_prev = max(0.0, (ts - st.last_ts_ms) / 1000.0) if st.last_ts_ms >= 0 else NAN
     age_days = max(0.0, (ts - st.first_ts_ms) / BUCKET_1D_MS) if st.first_ts_ms >= 0 else 0.0
@@ -225,6 +240,17 @@ def update_account(state: AccountState | None, tx: Transaction) -> tuple[list[fl
             if pair[0] == cp_key:
                 new_cp = 0.0
                 break
+
+    device_key = -1
+    if tx.device_id is None:
+        new_device = NAN
+    else:
+        device_key = zlib.crc32(tx.device_id.encode())
+        new_device = 0.0 if device_key in st.devices else 1.0
+    if tx.country is None or st.home_country < 0:
+        foreign = NAN
+    else:
+        foreign = 0.0 if zlib.crc32(tx.country.encode()) == st.home_country else 1.0
 
     local_s = ts // 1000 + tx.tz_offset_s
     hour = (local_s % 86_400) // 3_600
@@ -259,6 +285,8 @@ def update_account(state: AccountState | None, tx: Transaction) -> tuple[list[fl
         since_prev,
         distinct_cp,
         new_cp,
+        new_device,
+        foreign,
         float(hour),
         1.0 if hour in NIGHT_HOURS else 0.0,
         1.0 if weekday >= 5 else 0.0,
@@ -296,6 +324,14 @@ def update_account(state: AccountState | None, tx: Transaction) -> tuple[list[fl
             if len(st.cps) > MAX_COUNTERPARTIES:
                 oldest = min(range(len(st.cps)), key=lambda i: st.cps[i][1])
                 del st.cps[oldest]
+    if device_key >= 0:
+        if new_device == 0.0:
+            st.devices.remove(device_key)
+        st.devices.append(device_key)
+        if len(st.devices) > MAX_DEVICES:
+            del st.devices[0]
+    if st.home_country < 0 and tx.country is not None:
+        st.home_country = zlib.crc32(tx.country.encode())
     st.seen.append(h)
     if len(st.seen) > SEEN_TX:
         del st.seen[0]

@@ -23,7 +23,6 @@ MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 MAX_ID_CHARS = 256
 
-_OPTIONAL_STRINGS = ("channel", "country", "device_id", "merchant_category")
 #: Plain decimal strings only: float() would also take "nan", "inf", "1_000" and spaces.
 _DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
@@ -92,8 +91,8 @@ def _required_id(doc: dict[str, Any], name: str) -> str:
 
 def _optional_str(doc: dict[str, Any], name: str) -> str | None:
     value = doc.get(name)
-    if value is None:
-        return None
+    if value is None or (type(value) is str and len(value) <= MAX_ID_CHARS):
+        return value  # the common case, checked first: this runs per field per message
     if not isinstance(value, str):
         raise ValidationError(name, f"must be a string, got {type(value).__name__}")
     if len(value) > MAX_ID_CHARS:
@@ -102,11 +101,13 @@ def _optional_str(doc: dict[str, Any], name: str) -> str | None:
 
 
 def _number(doc: dict[str, Any], name: str, *, required: bool) -> float | None:
-    if name not in doc or doc[name] is None:
+    value = doc.get(name)
+    if type(value) is float and value - value == 0.0:  # finite float: the common case
+        return value
+    if value is None:
         if required:
             raise ValidationError(name, "required field is missing")
         return None
-    value = doc[name]
     if isinstance(value, bool):
         raise ValidationError(name, "must be a number, got bool")
     if isinstance(value, str):
@@ -126,9 +127,11 @@ def _number(doc: dict[str, Any], name: str, *, required: bool) -> float | None:
 
 def _timestamp(doc: dict[str, Any]) -> tuple[int, int]:
     """Return ``(epoch_ms, tz_offset_s)`` from ISO-8601 with a zone or epoch milliseconds."""
-    if "ts" not in doc or doc["ts"] is None:
+    value = doc.get("ts")
+    if type(value) is int and MIN_TS_MS <= value < MAX_TS_MS:
+        return value, 0  # epoch milliseconds: the common case
+    if value is None:
         raise ValidationError("ts", "required field is missing")
-    value = doc["ts"]
     if isinstance(value, bool):
         raise ValidationError("ts", "must be ISO-8601 with a time zone or epoch milliseconds")
     if isinstance(value, int | float):
@@ -173,7 +176,6 @@ def transaction_from_dict(doc: Any) -> Transaction:
         if not isinstance(tx_type, str) or tx_type.upper() not in TX_TYPES:
             raise ValidationError("type", f"must be one of {', '.join(sorted(TX_TYPES))}")
         tx_type = tx_type.upper()
-    optional = {name: _optional_str(doc, name) for name in _OPTIONAL_STRINGS}
     return Transaction(
         tx_id=tx_id,
         ts_ms=ts_ms,
@@ -183,10 +185,10 @@ def transaction_from_dict(doc: Any) -> Transaction:
         counterparty_id=_optional_str(doc, "counterparty_id"),
         currency=currency.upper(),
         type=tx_type,
-        channel=optional["channel"],
-        country=optional["country"],
-        device_id=optional["device_id"],
-        merchant_category=optional["merchant_category"],
+        channel=_optional_str(doc, "channel"),
+        country=_optional_str(doc, "country"),
+        device_id=_optional_str(doc, "device_id"),
+        merchant_category=_optional_str(doc, "merchant_category"),
         balance_before=_number(doc, "balance_before", required=False),
         balance_after=_number(doc, "balance_after", required=False),
         raw=doc,

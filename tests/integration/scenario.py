@@ -40,22 +40,27 @@ class Scenario:
 def legit_history(sc: Scenario, account: str, n: int, amount: float, start_ms: int) -> int:
     """Add ``n`` ordinary daytime card payments, one every 6 hours; return the last ts."""
     ts = start_ms
+    balance = 5000.0
     for i in range(n):
         ts = start_ms + i * 6 * HOUR_MS
+        spent = round(amount * (0.8 + 0.4 * ((i * 7) % 5) / 4), 2)
         sc.add(
             {
                 "tx_id": f"{account}-h{i}",
                 "ts": ts,
                 "account_id": account,
-                "amount": round(amount * (0.8 + 0.4 * ((i * 7) % 5) / 4), 2),
+                "amount": spent,
                 "counterparty_id": f"m-{account}-{i % 3}",
                 "type": "CARD",
                 "channel": "pos",
                 "country": "US",
-                "balance_before": 5000.0,
-                "balance_after": 5000.0 - amount,
+                "device_id": f"dev-{account}",
+                "merchant_category": "grocery",
+                "balance_before": balance,
+                "balance_after": round(balance - spent, 2),
             }
         )
+        balance = round(balance - spent, 2)
     return ts
 
 
@@ -78,6 +83,11 @@ def build_scenario() -> Scenario:
                 "counterparty_id": f"m-test-{i}",
                 "type": "CARD",
                 "channel": "online",
+                "country": "US",
+                "device_id": "dev-unknown-ct",
+                "merchant_category": "online_retail",
+                "balance_before": 4500.0 - i * 1.5,
+                "balance_after": 4500.0 - (i + 1) * 1.5,
             },
             pattern="card_testing",
         )
@@ -93,6 +103,7 @@ def build_scenario() -> Scenario:
             "counterparty_id": "cp-never-seen",
             "type": "TRANSFER",
             "channel": "web",
+            "country": "US",
             "device_id": "dev-new",
             "balance_before": 9800.0,
             "balance_after": 0.0,
@@ -110,8 +121,12 @@ def build_scenario() -> Scenario:
             "amount": 1200.0,
             "counterparty_id": "m-luxury",
             "type": "PAYMENT",
-            "balance_before": 5000.0,
-            "balance_after": 3800.0,
+            "channel": "pos",
+            "country": "US",
+            "device_id": "dev-acc-spike",
+            "merchant_category": "jewelry",
+            "balance_before": 4700.0,
+            "balance_after": 3500.0,
         },
         pattern="amount_spike",
     )

@@ -71,14 +71,17 @@ def test_stream_scores_alerts_dead_letters_and_tables(
         assert headers["vigil.source.topic"].decode() == env["VIGIL_TOPIC_TRANSACTIONS"]
         assert int(headers["vigil.source.offset"]) >= 0
 
-    # Seeded frauds are alerted with reasons; most ordinary history is not.
+    # Seeded frauds are alerted with reasons; most ordinary history is not. The burst of
+    # card testing is blatant (HIGH); a single drain or spike is at least a LOW alert.
     for tx_id in ("acc-ato-drain", "acc-spike-big"):
         assert tx_id in alerts, f"{tx_id} scored {records[tx_id][1]}"
-        assert alerts[tx_id]["tier"] in ("HIGH", "MEDIUM")
     burst = [t for t, p in sc.frauds.items() if p == "card_testing"]
-    caught = [t for t in burst if t in alerts]
-    assert len(caught) >= len(burst) // 2, f"card testing caught {len(caught)}/{len(burst)}"
-    assert any(alerts[t]["tier"] == "HIGH" for t in caught)
+    high = [t for t in burst if t in alerts and alerts[t]["tier"] == "HIGH"]
+    assert len(high) >= len(burst) - 2, f"card testing HIGH for {len(high)}/{len(burst)}"
+    assert {r["feature"] for t in high for r in alerts[t]["reasons"]} & {
+        "count_1h",
+        "secs_since_prev",
+    }
     legit = [t for t in sc.valid if t not in sc.frauds]
     assert sum(t in alerts for t in legit) <= len(legit) // 10
     for alert in alerts.values():

@@ -65,7 +65,7 @@ def booster_margin(booster: xgb.Booster, rows: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    return np.asarray(1.0 / (1.0 + np.exp(-z)))
 
 
 # -- artifact ---------------------------------------------------------------------------------

@@ -271,10 +271,10 @@ def test_local_time_features(ts: str, hour: int, night: int, weekend: int) -> No
 def test_balance_features(
     before: float | None, after: float | None, amount: float, drain: float, to_balance: float
 ) -> None:
-    extra = {
+    extra: dict[str, object] = {
         k: v for k, v in (("balance_before", before), ("balance_after", after)) if v is not None
     }
-    features, _ = apply_all([tx("t", "2024-03-04T10:00:00Z", amount, **extra)])
+    features, _ = apply_all([tx("t", "2024-03-04T10:00:00Z", amount, None, **extra)])
     check(features[0], {"balance_drain_ratio": drain, "amount_to_balance": to_balance})
 
 
@@ -324,8 +324,8 @@ def test_new_counterparty_and_distinct_count() -> None:
     assert new[4:] == [0, 0]
 
 
-def test_zero_std_gives_no_zscore() -> None:
-    # 100, 100 -> std 0: z-score undefined; mean 100 -> 250/100.
+def test_zero_std_uses_the_floor_for_the_zscore() -> None:
+    # 100, 100 -> std 0; the deviation floor is 5% of the mean = 5: z = (250-100)/5 = 30.
     features, _ = apply_all(
         [
             tx("1", "2024-03-04T10:00:00Z", 100),
@@ -333,7 +333,25 @@ def test_zero_std_gives_no_zscore() -> None:
             tx("3", "2024-03-04T10:02:00Z", 250),
         ]
     )
-    check(features[2], {"std_amount": 0.0, "amount_zscore": NAN, "amount_to_mean": 2.5})
+    check(features[2], {"std_amount": 0.0, "amount_zscore": 30.0, "amount_to_mean": 2.5})
+
+
+def test_new_device_and_foreign_country() -> None:
+    # d1 first (new), d1 again (known), d2 (new), no device (NaN); home country is the first
+    # one named (US): NaN before it is known, then 0 for US and 1 for FR.
+    seq = [
+        tx("1", "2024-03-04T10:00:00Z", 10, device_id="d1", country="US"),
+        tx("2", "2024-03-04T10:01:00Z", 10, device_id="d1", country="US"),
+        tx("3", "2024-03-04T10:02:00Z", 10, device_id="d2", country="FR"),
+        tx("4", "2024-03-04T10:03:00Z", 10),
+    ]
+    features, state = apply_all(seq)
+    assert [f["new_device"] for f in features[:3]] == [1.0, 0.0, 1.0]
+    assert math.isnan(features[3]["new_device"])
+    assert math.isnan(features[0]["foreign_country"])
+    assert [f["foreign_country"] for f in features[1:3]] == [0.0, 1.0]
+    assert math.isnan(features[3]["foreign_country"])
+    assert len(state.devices) == 2
 
 
 def test_zero_mean_gives_no_amount_to_mean() -> None:

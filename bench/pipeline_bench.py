@@ -1,0 +1,418 @@
+"""Throughput and latency of the Vigil pipeline against the embedded broker.
+
+Prints, from one run on one broker:
+
+* throughput: raw aiokafka consume rate, a counting-only Faust agent, and the full Vigil
+  worker (validate, velocity table, XGBoost, tiers, outputs), on the same pre-loaded topic;
+* latency at a fixed offered rate: event time to the scored record read by a consumer, for
+  Vigil and for a raw two-hop relay (produce -> consume -> produce -> consume, no work).
+
+Usage: ``python bench/pipeline_bench.py [--n 100000] [--rate 2000] [--seconds 20]``.
+It only talks to 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from app.embedded_broker import EmbeddedBroker, free_port  # noqa: E402
+from models.simulator import Simulator  # noqa: E402
+
+PARTITIONS = 4
+FETCH_WAIT_MS = 10
+FAUST = str(Path(sys.executable).parent / "faust")
+
+
+def generate(n: int, seed: int = 3) -> list[dict[str, Any]]:
+    """Return ``n`` simulated transactions (about 1% labelled fraud patterns)."""
+    events = Simulator(seed=seed).events(int(time.time() * 1000) - 3_600_000, 2000.0)
+    return [next(events).tx for _ in range(n)]
+
+
+async def create_topic(bootstrap: str, topic: str) -> None:
+    """Create ``topic`` with the bench's partition count."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+
+
+async def preload(bootstrap: str, topic: str, txs: list[dict[str, Any]]) -> float:
+    """Produce all transactions as fast as possible; return the produce rate."""
+    await create_topic(bootstrap, topic)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=262_144, acks=1
+    )
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        futures = []
+        for tx in txs:
+            key = tx["account_id"].encode()
+            futures.append(await producer.send(topic, orjson.dumps(tx), key=key))
+            if len(futures) >= 20_000:
+                await asyncio.gather(*futures)
+                futures.clear()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return len(txs) / (time.perf_counter() - started)
+
+
+async def raw_consume_rate(bootstrap: str, topic: str, n: int) -> float:
+    """Return messages/s of a plain aiokafka consumer reading the whole topic."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_WAIT_MS
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        first = 0.0
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if batch and not first:
+                first = time.perf_counter()
+            seen += sum(len(v) for v in batch.values())
+        return seen / (time.perf_counter() - first)
+    finally:
+        await consumer.stop()
+
+
+def run_until(cmd: list[str], env: dict[str, str], log: Path, done: Any, timeout_s: float) -> None:
+    """Run a subprocess until ``done()`` is true, then stop it."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not done():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd} exited {proc.returncode}; see {log}")
+            time.sleep(0.2)
+        if not done():
+            raise RuntimeError(f"{cmd} did not finish in {timeout_s}s; see {log}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def faust_count_rate(broker: EmbeddedBroker, topic: str, n: int, work: Path) -> float:
+    """Return events/s of a counting-only Faust agent on ``topic``."""
+    result = work / "count.json"
+    env = dict(
+        os.environ,
+        BENCH_TOPIC=topic,
+        BENCH_EXPECTED=str(n),
+        BENCH_RESULT=str(result),
+        BENCH_BROKER_URL=broker.url,
+        BENCH_DATA_DIR=str(work / "count-data"),
+    )
+    cmd = [FAUST, "-A", "bench.counting_app", "worker", "-l", "warn"]
+    run_until(cmd, env, work / "count.log", result.exists, 600)
+    doc = json.loads(result.read_text())
+    return float(doc["n"] / (doc["last"] - doc["first"]))
+
+
+def vigil_env(broker: EmbeddedBroker, model: Path, work: Path, topic: str) -> dict[str, str]:
+    """Return a worker environment with its own app id and output topics."""
+    tag = uuid.uuid4().hex[:6]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env.update(
+        VIGIL_BROKER_URL=broker.url,
+        VIGIL_BROKER_FLAVOR="tansu",
+        VIGIL_APP_ID=f"bench-{tag}",
+        VIGIL_DATA_DIR=str(work / f"vigil-{tag}"),
+        VIGIL_MODEL_PATH=str(model),
+        VIGIL_WEB_PORT=str(free_port()),
+        VIGIL_PARTITIONS=str(PARTITIONS),
+        VIGIL_FETCH_MAX_WAIT_MS=str(FETCH_WAIT_MS),
+        VIGIL_TOPIC_TRANSACTIONS=topic,
+        VIGIL_TOPIC_SCORED=f"{tag}.scored",
+        VIGIL_TOPIC_DEADLETTER=f"{tag}.deadletter",
+        VIGIL_TOPIC_REPARTITION=f"{tag}.by-account",
+        VIGIL_TOPIC_ALERTS_HIGH=f"{tag}.alerts.high",
+        VIGIL_TOPIC_ALERTS_MEDIUM=f"{tag}.alerts.medium",
+        VIGIL_TOPIC_ALERTS_LOW=f"{tag}.alerts.low",
+    )
+    return env
+
+
+async def _read_scored(
+    bootstrap: str,
+    topic: str,
+    n: int,
+    timeout_s: float,
+    collect: list[tuple[float, dict[str, Any]]],
+) -> None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_WAIT_MS
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while len(collect) < n and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.time()
+            for msgs in batch.values():
+                collect.extend((now, orjson.loads(m.value)) for m in msgs)
+    finally:
+        await consumer.stop()
+
+
+def vigil_rate(broker: EmbeddedBroker, model: Path, topic: str, n: int, work: Path) -> float:
+    """Return the sustained scored/s of a Vigil worker draining the pre-loaded topic."""
+    env = vigil_env(broker, model, work, topic)
+    scored: list[tuple[float, dict[str, Any]]] = []
+    log = work / "vigil-throughput.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [FAUST, "-A", "app", "worker", "-l", "warn"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+    try:
+        asyncio.run(_read_scored(broker.bootstrap, env["VIGIL_TOPIC_SCORED"], n, 600, scored))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    if len(scored) < n:
+        raise RuntimeError(f"only {len(scored)} of {n} scored; see {log}")
+    stamps = np.array([doc["scored_ts"] for _, doc in scored], dtype=np.float64) / 1000.0
+    first_batch = int((stamps == stamps.min()).sum())
+    return float((n - first_batch) / (stamps.max() - stamps.min()))
+
+
+async def offered_load(
+    bootstrap: str, topic: str, txs: list[dict[str, Any]], rate: float, seconds: float
+) -> int:
+    """Produce at ``rate``/s for ``seconds``, stamping each event time at send."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
+    await producer.start()
+    sent = 0
+    started = time.monotonic()
+    try:
+        while (elapsed := time.monotonic() - started) < seconds:
+            due = int(elapsed * rate)
+            while sent < due:
+                tx = dict(txs[sent % len(txs)], tx_id=f"lat-{sent}", ts=int(time.time() * 1000))
+                await producer.send(topic, orjson.dumps(tx), key=tx["account_id"].encode())
+                sent += 1
+            await asyncio.sleep(0.005)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
+
+
+def percentiles(latencies_s: list[float]) -> dict[str, float]:
+    """Return p50/p95/p99/max in milliseconds."""
+    arr = np.array(latencies_s) * 1000.0
+    return {
+        "p50": float(np.percentile(arr, 50)),
+        "p95": float(np.percentile(arr, 95)),
+        "p99": float(np.percentile(arr, 99)),
+        "max": float(arr.max()),
+    }
+
+
+async def _latency_run(
+    bootstrap: str,
+    in_topic: str,
+    out_topic: str,
+    txs: list[dict[str, Any]],
+    rate: float,
+    seconds: float,
+    warmup_s: float,
+) -> dict[str, float]:
+    expected = int(rate * seconds)
+    collect: list[tuple[float, dict[str, Any]]] = []
+    reader = asyncio.create_task(
+        _read_scored(bootstrap, out_topic, expected, seconds + 60, collect)
+    )
+    await asyncio.sleep(1.0)
+    t0 = time.time()
+    await offered_load(bootstrap, in_topic, txs, rate, seconds)
+    await reader
+    lat = [
+        recv - doc["ts" if "ts" in doc else "event_ts"] / 1000.0
+        for recv, doc in collect
+        if doc.get("ts", doc.get("event_ts", 0)) / 1000.0 >= t0 + warmup_s
+    ]
+    return {**percentiles(lat), "n": float(len(lat)), "received": float(len(collect))}
+
+
+def vigil_latency(
+    broker: EmbeddedBroker,
+    model: Path,
+    txs: list[dict[str, Any]],
+    rate: float,
+    seconds: float,
+    work: Path,
+) -> dict[str, float]:
+    """Return end-to-end latency percentiles of Vigil at a fixed offered rate."""
+    topic = f"lat-in-{uuid.uuid4().hex[:6]}"
+    asyncio.run(create_topic(broker.bootstrap, topic))
+    env = vigil_env(broker, model, work, topic)
+    log = work / "vigil-latency.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [FAUST, "-A", "app", "worker", "-l", "info"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "[^Worker]: Ready" not in log.read_text(errors="replace"):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"worker not ready; see {log}")
+            time.sleep(0.2)
+        return asyncio.run(
+            _latency_run(broker.bootstrap, topic, env["VIGIL_TOPIC_SCORED"], txs, rate, seconds, 3)
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+async def relay(bootstrap: str, src: str, dst: str) -> None:
+    """Forward every record from ``src`` to ``dst`` untouched (the raw two-hop reference)."""
+    consumer = AIOKafkaConsumer(
+        src,
+        bootstrap_servers=bootstrap,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
+        auto_offset_reset="earliest",
+        group_id=f"relay-{src}",
+        enable_auto_commit=True,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
+    await consumer.start()
+    await producer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    await producer.send(dst, m.value, key=m.key, partition=tp.partition)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def raw_two_hop_latency(
+    broker: EmbeddedBroker, txs: list[dict[str, Any]], rate: float, seconds: float, work: Path
+) -> dict[str, float]:
+    """Return latency percentiles of produce -> relay (own process) -> consume."""
+    tag = uuid.uuid4().hex[:6]
+    src, dst = f"hop1-{tag}", f"hop2-{tag}"
+    asyncio.run(create_topic(broker.bootstrap, src))
+    asyncio.run(create_topic(broker.bootstrap, dst))
+    log = work / "relay.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--relay", broker.bootstrap, src, dst],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+    try:
+        time.sleep(3.0)  # relay joins its group
+        return asyncio.run(_latency_run(broker.bootstrap, src, dst, txs, rate, seconds, 3))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def ensure_model(work: Path, given: str | None) -> Path:
+    """Return the model to serve: ``--model``, else the default artifact, else train one."""
+    from app.settings import DEFAULT_MODEL_PATH
+    from models.training import train_default
+
+    if given:
+        return Path(given)
+    if DEFAULT_MODEL_PATH.exists():
+        return DEFAULT_MODEL_PATH
+    path = work / "model.json"
+    train_default(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100_000, help="transactions for throughput")
+    parser.add_argument("--rate", type=float, default=2000.0, help="offered tx/s for latency")
+    parser.add_argument("--seconds", type=float, default=20.0, help="latency run length")
+    parser.add_argument("--model", default=None, help="artifact to serve")
+    parser.add_argument(
+        "--relay", nargs=3, metavar=("BOOTSTRAP", "SRC", "DST"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.relay:
+        asyncio.run(relay(*args.relay))
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
+    print(f"work dir {work} (logs)")
+    model = ensure_model(work, args.model)
+    txs = generate(args.n)
+    with EmbeddedBroker(log_path=work / "broker.log") as broker:
+        topic = "bench-transactions"
+        produce_rate = asyncio.run(preload(broker.bootstrap, topic, txs))
+        print(f"preloaded {args.n} transactions at {produce_rate:,.0f}/s")
+        raw = asyncio.run(raw_consume_rate(broker.bootstrap, topic, args.n))
+        print(f"raw aiokafka consume:         {raw:>10,.0f} msg/s")
+        count = faust_count_rate(broker, topic, args.n, work)
+        print(f"Faust counting-only agent:    {count:>10,.0f} events/s")
+        vigil = vigil_rate(broker, model, topic, args.n, work)
+        print(f"Vigil full pipeline:          {vigil:>10,.0f} scored/s")
+        print(f"  Vigil / counting agent:     {vigil / count:>10.1%}   (target >= 85%)")
+        print(f"  Vigil / raw consume:        {vigil / raw:>10.1%}")
+
+        hop = raw_two_hop_latency(broker, txs, args.rate, args.seconds, work)
+        lat = vigil_latency(broker, model, txs, args.rate, args.seconds, work)
+    for name, figs in (("raw two-hop relay", hop), ("Vigil end-to-end", lat)):
+        print(
+            f"{name:<20} at {args.rate:,.0f} tx/s: p50 {figs['p50']:.1f} ms  "
+            f"p95 {figs['p95']:.1f} ms  p99 {figs['p99']:.1f} ms  max {figs['max']:.1f} ms  "
+            f"(n={figs['n']:.0f})"
+        )
+    print(f"  Vigil p99 / raw two-hop p99: {lat['p99'] / hop['p99']:.2f}x   (target <= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
