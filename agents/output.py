@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 Headers = list[tuple[str, bytes]]
@@ -16,8 +16,13 @@ Headers = list[tuple[str, bytes]]
 class BatchSender:
     """Collect records per (topic, partition) and send them as producer batches."""
 
-    def __init__(self, producer: Any) -> None:
+    def __init__(
+        self, producer: Any, on_error: Callable[[BaseException], None] | None = None
+    ) -> None:
         self._producer = producer
+        #: Called from the first done-callback of a failed batch, i.e. before anything else
+        #: waiting on that batch (such as Faust's pre-commit flush) resumes.
+        self._on_error = on_error
         # (topic, partition) -> [builder, records in it]
         self._open: dict[tuple[str, int], list[Any]] = {}
         self._full: list[tuple[str, int, Any, int]] = []
@@ -56,20 +61,35 @@ class BatchSender:
                 raise ValueError(f"record for {topic} does not fit an empty producer batch")
         slot[1] += 1
 
-    async def send(self) -> dict[tuple[str, int], int]:
-        """Send everything queued, wait for the broker, return the last offset per partition."""
+    async def submit(self) -> asyncio.Future[dict[tuple[str, int], int]]:
+        """Hand everything queued to the producer without waiting for the broker.
+
+        Returns a future of the last offset written per (topic, partition), done when the
+        broker has acknowledged every batch (or failed with the first error).
+        """
         pending = self._full + [(t, p, b, n) for (t, p), (b, n) in self._open.items()]
         self._full = []
         self._open = {}
-        if not pending:
-            return {}
-        futures = []
-        for topic, partition, builder, _ in pending:
+        sent: list[tuple[str, int, int, asyncio.Future[Any]]] = []
+        for topic, partition, builder, count in pending:
             builder.close()  # nothing else may add to it, so offsets below are exact
-            futures.append(await self._producer.send_batch(builder, topic, partition=partition))
-        results = await asyncio.gather(*futures)
-        last: dict[tuple[str, int], int] = {}
-        for (topic, partition, _, count), meta in zip(pending, results, strict=True):
-            tp = (topic, partition)
-            last[tp] = max(last.get(tp, -1), meta.offset + count - 1)
-        return last
+            future = await self._producer.send_batch(builder, topic, partition=partition)
+            if self._on_error is not None:
+                future.add_done_callback(self._check)
+            sent.append((topic, partition, count, future))
+        return asyncio.ensure_future(_last_offsets(sent))
+
+    def _check(self, future: asyncio.Future[Any]) -> None:
+        if self._on_error is not None and (future.cancelled() or future.exception()):
+            self._on_error(future.exception() or asyncio.CancelledError())
+
+
+async def _last_offsets(
+    sent: list[tuple[str, int, int, asyncio.Future[Any]]],
+) -> dict[tuple[str, int], int]:
+    results = await asyncio.gather(*(future for *_, future in sent))
+    last: dict[tuple[str, int], int] = {}
+    for (topic, partition, count, _), meta in zip(sent, results, strict=True):
+        tp = (topic, partition)
+        last[tp] = max(last.get(tp, -1), meta.offset + count - 1)
+    return last

@@ -7,8 +7,11 @@ metrics. One RocksDB write batch and one changelog record per touched account pe
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,8 +54,26 @@ class ServedModel:
         self.thresholds = resolve_thresholds(artifact.thresholds, settings.tier_overrides())
 
 
+#: Batches whose outputs may be awaiting the broker's acknowledgement at once.
+MAX_UNACKED_BATCHES = 8
+
+
+def exit_now(exc: BaseException) -> None:
+    """Stop the process at once, so no offset is committed past outputs that were lost."""
+    log.critical("output delivery failed, stopping the worker hard: %r", exc)
+    logging.shutdown()
+    os._exit(70)
+
+
 class TransactionPipeline:
-    """Process micro-batches of raw transaction messages."""
+    """Process micro-batches of raw transaction messages.
+
+    Outputs of a batch are handed to the producer and acknowledged while the next batches
+    are processed (at most :data:`MAX_UNACKED_BATCHES` in flight, for back-pressure). Faust
+    flushes the producer before it commits offsets, so committed input always has delivered
+    outputs; a batch that fails after the producer's retries stops the process (the
+    sender's ``on_error``, normally :func:`exit_now`) before that flush can return.
+    """
 
     def __init__(
         self,
@@ -69,6 +90,7 @@ class TransactionPipeline:
         self.sender = sender
         self.metrics = metrics
         self.clock = clock
+        self._in_flight: deque[asyncio.Future[dict[tuple[str, int], int]]] = deque()
         self._alert_topics = settings.alert_topics()
         m = metrics
         self._c_scored = m.transactions.labels("scored")
@@ -92,7 +114,7 @@ class TransactionPipeline:
         self._c_invalid.inc()
 
     async def process(self, messages: Sequence[InMessage]) -> None:
-        """Process one micro-batch; return once every output is acknowledged by the broker."""
+        """Process one micro-batch and hand its outputs to the producer."""
         started = time.perf_counter()
         s = self.settings
         repartition = s.topic_repartition
@@ -113,12 +135,18 @@ class TransactionPipeline:
                 continue
             valid.append((msg, tx, key))
 
-        n = len(valid)
-        if n:
+        if valid:
             self._score(valid, started)
-        await self._send_and_checkpoint(valid)
+        delivery = await self.sender.submit()
+        event_times_s = [tx.ts_ms / 1000.0 for _, tx, _ in valid]
+        delivery.add_done_callback(lambda fut: self._delivered(fut, event_times_s, started))
+        in_flight = self._in_flight
+        in_flight.append(delivery)
+        while in_flight and in_flight[0].done():
+            in_flight.popleft()
+        if len(in_flight) > MAX_UNACKED_BATCHES:
+            await asyncio.wait([in_flight.popleft()])
         self.metrics.batch_size.observe(len(messages))
-        self.metrics.batch_latency.observe(time.perf_counter() - started)
 
     def _score(self, valid: list[tuple[InMessage, Transaction, bytes]], started: float) -> None:
         states: dict[tuple[int, bytes], AccountState] = {}
@@ -188,17 +216,23 @@ class TransactionPipeline:
         for tier in set(tiers):
             self.metrics.tiers.labels(tier).inc(tiers.count(tier))
 
-    async def _send_and_checkpoint(self, valid: list[tuple[InMessage, Transaction, bytes]]) -> None:
-        last = await self.sender.send()
+    def _delivered(
+        self,
+        delivery: asyncio.Future[dict[tuple[str, int], int]],
+        event_times_s: list[float],
+        started: float,
+    ) -> None:
+        if delivery.cancelled() or delivery.exception() is not None:
+            return  # the sender's on_error has already stopped the worker
         changelog = self.store.changelog_topic
-        for (topic, partition), offset in last.items():
+        for (topic, partition), offset in delivery.result().items():
             if topic == changelog:
                 self.store.set_changelog_offset(partition, offset)
-        if valid:
-            sent_s = self.clock()
-            e2e = self.metrics.end_to_end_latency
-            for _, tx, _ in valid:
-                e2e.observe(max(0.0, sent_s - tx.ts_ms / 1000.0))
+        sent_s = self.clock()
+        e2e = self.metrics.end_to_end_latency
+        for ts_s in event_times_s:
+            e2e.observe(max(0.0, sent_s - ts_s))
+        self.metrics.batch_latency.observe(time.perf_counter() - started)
 
 
 def messages_from_events(events: Sequence[Any]) -> list[InMessage]:

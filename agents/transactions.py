@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from agents.output import BatchSender
-from agents.pipeline import ServedModel, TransactionPipeline, messages_from_events
+from agents.pipeline import ServedModel, TransactionPipeline, exit_now, messages_from_events
 from app import app
 from tables.accounts import AccountStore, accounts_table
 
@@ -24,7 +24,7 @@ async def _start_pipeline() -> TransactionPipeline:
     for topic in app.output_topics():
         await topic.maybe_declare()
     producer: Any = app.producer  # the aiokafka driver's Producer
-    sender = BatchSender(producer._ensure_producer())
+    sender = BatchSender(producer._ensure_producer(), on_error=exit_now)
     names = [t.get_topic_name() for t in app.output_topics()]
     changelog = str(accounts_table.changelog_topic.get_topic_name())
     await sender.prepare([*names, settings.topic_repartition, changelog])
@@ -35,7 +35,13 @@ async def _run(stream: Any) -> None:
     pipeline = await _start_pipeline()
     linger_s = settings.batch_linger_ms / 1000.0
     async for events in stream.take_events(settings.batch_size, within=linger_s):
-        await pipeline.process(messages_from_events(events))
+        try:
+            await pipeline.process(messages_from_events(events))
+        except Exception as exc:
+            # take_events acks the batch even when the body raises; stopping the process
+            # here keeps those offsets from being committed. Bad input never gets here
+            # (it goes to the dead-letter topic), so this is a bug or a broken broker.
+            exit_now(exc)
 
 
 @app.agent(app.transactions_topic, name="score-transactions")
@@ -48,3 +54,9 @@ async def score_transactions(stream: Any) -> None:
 async def score_repartitioned(stream: Any) -> None:
     """Score transactions that were re-keyed by account_id."""
     await _run(stream)
+
+
+@app.timer(interval=15.0)  # type: ignore[untyped-decorator]  # faust leaves it untyped
+async def report_table_sizes() -> None:
+    """Export the local account table's size (a RocksDB estimate) as a gauge."""
+    app.metrics.table_keys.labels("accounts").set(AccountStore(accounts_table).estimate_keys())

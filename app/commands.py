@@ -196,7 +196,7 @@ async def demo(self: AppCommand, rate: float, duration: float) -> None:
     # The embedded broker keeps nothing across runs, so neither may the worker's tables.
     worker_data = s.data_dir / "demo-worker"
     shutil.rmtree(worker_data, ignore_errors=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env = dict(os.environ)  # every other VIGIL_* setting reaches the worker unchanged
     env.update(
         {
             "VIGIL_BROKER_URL": broker.url,

@@ -169,7 +169,12 @@ def transaction_from_dict(doc: Any) -> Transaction:
     currency = doc.get("currency")
     if currency is None:
         currency = "USD"
-    elif not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha()):
+    elif not (
+        isinstance(currency, str)
+        and len(currency) == 3
+        and currency.isascii()
+        and currency.isalpha()
+    ):
         raise ValidationError("currency", "must be a 3-letter ISO 4217 code")
     tx_type = doc.get("type")
     if tx_type is not None:
