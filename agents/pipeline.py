@@ -54,8 +54,9 @@ class ServedModel:
         self.thresholds = resolve_thresholds(artifact.thresholds, settings.tier_overrides())
 
 
-#: Batches whose outputs may be awaiting the broker's acknowledgement at once.
-MAX_UNACKED_BATCHES = 8
+#: Batches whose outputs may be awaiting the broker's acknowledgement at once. Deeper
+#: pipelining (8) gained no throughput on the embedded broker and raised p99 latency.
+MAX_UNACKED_BATCHES = 1
 
 
 def exit_now(exc: BaseException) -> None:

@@ -378,6 +378,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000.0, help="offered tx/s for latency")
     parser.add_argument("--seconds", type=float, default=20.0, help="latency run length")
     parser.add_argument("--model", default=None, help="artifact to serve")
+    parser.add_argument("--latency-only", action="store_true", help="skip the throughput part")
     parser.add_argument(
         "--relay", nargs=3, metavar=("BOOTSTRAP", "SRC", "DST"), help=argparse.SUPPRESS
     )
@@ -391,18 +392,8 @@ def main() -> None:
     model = ensure_model(work, args.model)
     txs = generate(args.n)
     with EmbeddedBroker(log_path=work / "broker.log") as broker:
-        topic = "bench-transactions"
-        produce_rate = asyncio.run(preload(broker.bootstrap, topic, txs))
-        print(f"preloaded {args.n} transactions at {produce_rate:,.0f}/s")
-        raw = asyncio.run(raw_consume_rate(broker.bootstrap, topic, args.n))
-        print(f"raw aiokafka consume:         {raw:>10,.0f} msg/s")
-        count = faust_count_rate(broker, topic, args.n, work)
-        print(f"Faust counting-only agent:    {count:>10,.0f} events/s")
-        vigil = vigil_rate(broker, model, topic, args.n, work)
-        print(f"Vigil full pipeline:          {vigil:>10,.0f} scored/s")
-        print(f"  Vigil / counting agent:     {vigil / count:>10.1%}   (target >= 85%)")
-        print(f"  Vigil / raw consume:        {vigil / raw:>10.1%}")
-
+        if not args.latency_only:
+            throughput(broker, model, txs, args.n, work)
         hop = raw_two_hop_latency(broker, txs, args.rate, args.seconds, work)
         lat = vigil_latency(broker, model, txs, args.rate, args.seconds, work)
     for name, figs in (("raw two-hop relay", hop), ("Vigil end-to-end", lat)):
@@ -412,6 +403,23 @@ def main() -> None:
             f"(n={figs['n']:.0f})"
         )
     print(f"  Vigil p99 / raw two-hop p99: {lat['p99'] / hop['p99']:.2f}x   (target <= 1.5x)")
+
+
+def throughput(
+    broker: EmbeddedBroker, model: Path, txs: list[dict[str, Any]], n: int, work: Path
+) -> None:
+    """Print the three throughput figures and their ratios."""
+    topic = "bench-transactions"
+    produce_rate = asyncio.run(preload(broker.bootstrap, topic, txs))
+    print(f"preloaded {n} transactions at {produce_rate:,.0f}/s")
+    raw = asyncio.run(raw_consume_rate(broker.bootstrap, topic, n))
+    print(f"raw aiokafka consume:         {raw:>10,.0f} msg/s")
+    count = faust_count_rate(broker, topic, n, work)
+    print(f"Faust counting-only agent:    {count:>10,.0f} events/s")
+    vigil = vigil_rate(broker, model, topic, n, work)
+    print(f"Vigil full pipeline:          {vigil:>10,.0f} scored/s")
+    print(f"  Vigil / counting agent:     {vigil / count:>10.1%}   (target >= 85%)")
+    print(f"  Vigil / raw consume:        {vigil / raw:>10.1%}")
 
 
 if __name__ == "__main__":
