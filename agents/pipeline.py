@@ -192,7 +192,9 @@ class TransactionPipeline:
             if tier != "MINIMAL":
                 alerted.append(i)
         if alerted:
-            reasons = model.scorer.explain(rows[alerted], self.settings.reasons_top_k)
+            reasons = model.scorer.explain(
+                rows[alerted], self.settings.reasons_top_k, [feature_rows[i] for i in alerted]
+            )
             for i, why in zip(alerted, reasons, strict=True):
                 msg, tx, key = valid[i]
                 alert = alert_record(

@@ -52,22 +52,29 @@ class Scorer:
         margin = self.margins(rows).astype(np.float64)
         return 1.0 / (1.0 + np.exp(-(self._a * margin + self._b)))
 
-    def explain(self, rows: np.ndarray, top_k: int = 3) -> list[list[Reason]]:
-        """Return the ``top_k`` contributions by absolute size for each row."""
+    def explain(
+        self, rows: np.ndarray, top_k: int = 3, values: list[list[float]] | None = None
+    ) -> list[list[Reason]]:
+        """Return the ``top_k`` contributions by absolute size for each row.
+
+        ``values`` are the rows' features at full precision (the matrix holds float32) and
+        are what the reasons report; without them the matrix values are used.
+        """
         if rows.shape[0] == 0:
             return []
         # nthread=1: with the default, building a 5-row DMatrix spins up OpenMP for ~24 ms.
         matrix = xgb.DMatrix(rows, feature_names=list(FEATURE_NAMES), nthread=self.nthread)
         contribs = self.booster.predict(matrix, pred_contribs=True)
         out: list[list[Reason]] = []
-        for row, contrib in zip(rows, contribs, strict=True):
+        shown = values if values is not None else rows.tolist()
+        for row, contrib in zip(shown, contribs, strict=True):
             per_feature = contrib[:-1]  # last column is the bias
             order = np.argsort(-np.abs(per_feature))[:top_k]
             out.append(
                 [
                     Reason(
                         feature=FEATURE_NAMES[i],
-                        value=None if np.isnan(row[i]) else float(row[i]),
+                        value=None if row[i] != row[i] else float(row[i]),
                         contribution=round(float(per_feature[i]), 6),
                     )
                     for i in order

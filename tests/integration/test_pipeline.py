@@ -87,6 +87,8 @@ def test_stream_scores_alerts_dead_letters_and_tables(
     for alert in alerts.values():
         assert alert["alert_id"] == alert["tx_id"]
         assert len(alert["reasons"]) == 3
+        for reason in alert["reasons"]:  # the value scored, at full precision
+            assert reason["value"] == alert["features"][reason["feature"]]
         contributions = [abs(r["contribution"]) for r in alert["reasons"]]
         assert contributions == sorted(contributions, reverse=True)
         assert alert["transaction"] == sc.valid[alert["tx_id"]]
