@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,14 @@ def test_crash_mid_stream_loses_nothing_and_counts_nothing_twice(
 ) -> None:
     sc = build_scenario()
     first = start_worker(worker_env, "first")
+    third = len(sc.records) // 3
     half = len(sc.records) // 2
-    produce(broker.bootstrap, worker_env["VIGIL_TOPIC_TRANSACTIONS"], sc.records[:half])
-    consume(broker.bootstrap, worker_env["VIGIL_TOPIC_SCORED"], lambda r: len(r) >= half // 2)
+    topic = worker_env["VIGIL_TOPIC_TRANSACTIONS"]
+    produce(broker.bootstrap, topic, sc.records[:third])
+    consume(broker.bootstrap, worker_env["VIGIL_TOPIC_SCORED"], lambda r: len(r) >= third)
+    time.sleep(2.5)  # past VIGIL_COMMIT_INTERVAL_S: the first third is committed
+    produce(broker.bootstrap, topic, sc.records[third:half])
+    consume(broker.bootstrap, worker_env["VIGIL_TOPIC_SCORED"], lambda r: len(r) >= third + 5)
     assert first.proc is not None
     first.proc.send_signal(signal.SIGKILL)  # no clean shutdown, no final commit
     first.proc.wait()
