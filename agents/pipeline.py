@@ -13,8 +13,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,7 +22,7 @@ from models.artifact import load_artifact
 from models.features import N_FEATURES, AccountState, update_account
 from models.records import alert_record, dumps, scored_record
 from models.scorer import Scorer
-from models.tiers import escalate, resolve_thresholds, tier_for_score
+from models.tiers import resolve_thresholds, tier_for_score
 from models.transaction import Transaction, ValidationError, parse_transaction
 from monitoring.metrics import VigilMetrics
 from tables.accounts import AccountStore
@@ -33,15 +32,19 @@ from .output import BatchSender
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class InMessage:
-    """The parts of a consumed Kafka record the pipeline needs."""
+class InMessage(Protocol):
+    """The parts of a consumed Kafka record the pipeline reads (Faust's Message has them)."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 class ServedModel:
@@ -184,7 +187,7 @@ class TransactionPipeline:
         score_hist = self.metrics.score
         for i, (msg, tx, key) in enumerate(valid):
             score = float(scores[i])
-            tier = escalate(tier_for_score(score, thresholds), ())
+            tier = tier_for_score(score, thresholds)  # rule escalation: issue 4
             tiers.append(tier)
             value = scored_record(tx, score, tier, model.version, [], now_ms, replayed[i])
             self.sender.add(scored_topic, msg.partition, key, value)
@@ -239,9 +242,5 @@ class TransactionPipeline:
 
 
 def messages_from_events(events: Sequence[Any]) -> list[InMessage]:
-    """Convert Faust events to :class:`InMessage` (the only Faust-aware helper here)."""
-    out = []
-    for event in events:
-        m = event.message
-        out.append(InMessage(m.topic, m.partition, m.offset, m.key, m.value))
-    return out
+    """Return the Kafka messages of Faust events (the only Faust-aware helper here)."""
+    return [event.message for event in events]

@@ -21,11 +21,12 @@ async def _start_pipeline() -> TransactionPipeline:
         model = app.scoring_model = ServedModel(settings)
         app.metrics.set_model(model.version)
         log.info("model loaded", extra={"version": model.version, "path": str(settings.model_path)})
-    for topic in app.output_topics():
+    outputs = app.output_topics()
+    for topic in outputs:
         await topic.maybe_declare()
     producer: Any = app.producer  # the aiokafka driver's Producer
     sender = BatchSender(producer._ensure_producer(), on_error=exit_now)
-    names = [t.get_topic_name() for t in app.output_topics()]
+    names = [t.get_topic_name() for t in outputs]
     changelog = str(accounts_table.changelog_topic.get_topic_name())
     await sender.prepare([*names, settings.topic_repartition, changelog])
     return TransactionPipeline(settings, model, AccountStore(accounts_table), sender, app.metrics)

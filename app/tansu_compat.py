@@ -61,10 +61,10 @@ async def corrected_end_offsets(client_consumer: Any, offsets: Mapping[Any, int]
     if not tps:
         return dict(offsets)
     marks = await fetch_high_watermarks(client_consumer, tps)
-    corrected = {}
-    for tp, end in offsets.items():
-        hw = marks.get(tp, end)
-        if hw is not None and end is not None and hw > end:
+    corrected = dict(offsets)
+    for tp, hw in marks.items():
+        end = offsets[tp]
+        if end is None or hw > end:
             log.info("tansu end offset corrected", extra={"tp": str(tp), "listed": end, "hw": hw})
-        corrected[tp] = max(end or 0, hw or 0) if (end is not None or hw is not None) else end
+            corrected[tp] = hw
     return corrected

@@ -32,8 +32,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from app.embedded_broker import EmbeddedBroker, free_port  # noqa: E402
+from app.embedded_broker import EmbeddedBroker  # noqa: E402
 from models.simulator import Simulator  # noqa: E402
+from tests.integration.worker import WorkerProcess, isolated_env  # noqa: E402
 
 PARTITIONS = 4
 FETCH_WAIT_MS = 10
@@ -140,25 +141,12 @@ def faust_count_rate(broker: EmbeddedBroker, topic: str, n: int, work: Path) -> 
 
 
 def vigil_env(broker: EmbeddedBroker, model: Path, work: Path, topic: str) -> dict[str, str]:
-    """Return a worker environment with its own app id and output topics."""
-    tag = uuid.uuid4().hex[:6]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    """Return a worker environment with its own app id and output topics, reading ``topic``."""
+    env = isolated_env(broker, model, work / f"vigil-{uuid.uuid4().hex[:6]}")
     env.update(
-        VIGIL_BROKER_URL=broker.url,
-        VIGIL_BROKER_FLAVOR="tansu",
-        VIGIL_APP_ID=f"bench-{tag}",
-        VIGIL_DATA_DIR=str(work / f"vigil-{tag}"),
-        VIGIL_MODEL_PATH=str(model),
-        VIGIL_WEB_PORT=str(free_port()),
         VIGIL_PARTITIONS=str(PARTITIONS),
         VIGIL_FETCH_MAX_WAIT_MS=str(FETCH_WAIT_MS),
         VIGIL_TOPIC_TRANSACTIONS=topic,
-        VIGIL_TOPIC_SCORED=f"{tag}.scored",
-        VIGIL_TOPIC_DEADLETTER=f"{tag}.deadletter",
-        VIGIL_TOPIC_REPARTITION=f"{tag}.by-account",
-        VIGIL_TOPIC_ALERTS_HIGH=f"{tag}.alerts.high",
-        VIGIL_TOPIC_ALERTS_MEDIUM=f"{tag}.alerts.medium",
-        VIGIL_TOPIC_ALERTS_LOW=f"{tag}.alerts.low",
     )
     return env
 
@@ -196,19 +184,11 @@ def vigil_rate(broker: EmbeddedBroker, model: Path, topic: str, n: int, work: Pa
     env = vigil_env(broker, model, work, topic)
     scored: list[tuple[float, dict[str, Any]]] = []
     log = work / "vigil-throughput.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [FAUST, "-A", "app", "worker", "-l", "warn"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
+    worker = WorkerProcess(env, log).start()  # throughput is measured on scored_ts
     try:
         asyncio.run(_read_scored(broker.bootstrap, env["VIGIL_TOPIC_SCORED"], n, 600, scored))
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        worker.stop(timeout_s=60)
     if len(scored) < n:
         raise RuntimeError(f"only {len(scored)} of {n} scored; see {log}")
     stamps = np.array([doc["scored_ts"] for _, doc in scored], dtype=np.float64) / 1000.0
@@ -287,27 +267,13 @@ def vigil_latency(
     topic = f"lat-in-{uuid.uuid4().hex[:6]}"
     asyncio.run(create_topic(broker.bootstrap, topic))
     env = vigil_env(broker, model, work, topic)
-    log = work / "vigil-latency.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [FAUST, "-A", "app", "worker", "-l", "info"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
+    worker = WorkerProcess(env, work / "vigil-latency.log").start()
     try:
-        deadline = time.monotonic() + 120
-        while "[^Worker]: Ready" not in log.read_text(errors="replace"):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"worker not ready; see {log}")
-            time.sleep(0.2)
         return asyncio.run(
             _latency_run(broker.bootstrap, topic, env["VIGIL_TOPIC_SCORED"], txs, rate, seconds, 3)
         )
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        worker.stop(timeout_s=60)
 
 
 async def relay(bootstrap: str, src: str, dst: str) -> None:

@@ -839,25 +839,21 @@ class Simulator:
         for _ in range(1 if rng.random() < 0.7 else 2):
             m = self._cashout_merchants[int(rng.integers(0, len(self._cashout_merchants)))]
             online = rng.random() < 0.7
+            amount = int(typical * rng.uniform(8.0, 30.0))
+            country = self._foreign_country(home, 0.3)
+            device = _device_id(int(self._h.bits(np.array([account]), _F_DEVICE)[0] >> 16))
             steps.append(
                 (
                     when,
-                    _Step(
+                    self._fraud_charge(
                         account,
                         "amount_spike",
-                        "charge",
-                        1,
-                        amount=int(typical * rng.uniform(8.0, 30.0)),
-                        counterparty=self._merchant_ids[m],
-                        category=self._merchant_cat[m],
-                        tx_type="PAYMENT" if online else "CARD",
-                        channel="online" if online else "pos",
-                        country=self._foreign_country(home, 0.3),
-                        device=_device_id(
-                            int(self._h.bits(np.array([account]), _F_DEVICE)[0] >> 16)
-                        )
-                        if online
-                        else None,
+                        m,
+                        amount,
+                        "PAYMENT" if online else "CARD",
+                        online,
+                        country,
+                        device if online else None,
                     ),
                 )
             )
@@ -908,26 +904,45 @@ class Simulator:
         for _ in range(visit.follow):
             f = self._cashout_merchants[int(rng.integers(0, len(self._cashout_merchants)))]
             online = rng.random() < 0.6
+            amount = int(typical * rng.uniform(3.0, 12.0))
+            country = self._foreign_country(home, 0.6)
+            device = f"dev-x{int(rng.integers(0, 1 << 40)):010x}" if online else None
             steps.append(
                 (
                     when,
-                    _Step(
-                        account,
-                        "compromised_merchant",
-                        "charge",
-                        1,
-                        amount=int(typical * rng.uniform(3.0, 12.0)),
-                        counterparty=self._merchant_ids[f],
-                        category=self._merchant_cat[f],
-                        tx_type="CARD",
-                        channel="online" if online else "pos",
-                        country=self._foreign_country(home, 0.6),
-                        device=f"dev-x{int(rng.integers(0, 1 << 40)):010x}" if online else None,
+                    self._fraud_charge(
+                        account, "compromised_merchant", f, amount, "CARD", online, country, device
                     ),
                 )
             )
             when += int(rng.uniform(2.0, 60.0) * MINUTE_MS)
         return steps
+
+    def _fraud_charge(
+        self,
+        account: int,
+        pattern: str,
+        merchant: int,
+        amount: int,
+        tx_type: str,
+        online: bool,
+        country: str | None,
+        device: str | None,
+    ) -> _Step:
+        """Return a fraudulent charge at ``merchant`` (amount in cents)."""
+        return _Step(
+            account,
+            pattern,
+            "charge",
+            1,
+            amount=amount,
+            counterparty=self._merchant_ids[merchant],
+            category=self._merchant_cat[merchant],
+            tx_type=tx_type,
+            channel="online" if online else "pos",
+            country=country,
+            device=device,
+        )
 
     def _emit(self, step: _Step, ts: int) -> SimulatedTx:
         """Turn a scheduled step into a document, against the account's current balance."""

@@ -60,14 +60,6 @@ class AccountStore:
         """Record the changelog offset the local database is current with (for recovery)."""
         self.table.data.set_persisted_offset(TP(self.changelog_topic, partition), offset)
 
-    def lookup(self, key: bytes) -> bytes | None:
-        """Return ``key``'s value from whichever local partition holds it (web views)."""
-        for db in list(self.table.data._dbs.values()):
-            value = db.get(key)
-            if value is not None:
-                return bytes(value)
-        return None
-
     def estimate_keys(self) -> int:
         """Return RocksDB's estimate of the keys held locally."""
         total = 0
