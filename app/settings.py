@@ -13,6 +13,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "artifacts" / "vigil-default.json"
+DEFAULT_RULES_PATH = REPO_ROOT / "models" / "aml" / "default_rules.toml"
 
 TIERS = ("HIGH", "MEDIUM", "LOW", "MINIMAL")
 
@@ -32,6 +33,10 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     model_path: Path = DEFAULT_MODEL_PATH
+    #: Optional challenger artifact scored beside the champion (never alerts).
+    challenger_model_path: Path | None = None
+    #: How often the worker checks the artifact files for a new model (hot swap).
+    model_reload_s: float = 5.0
     partitions: int = 4
     replication_factor: int = 1
     app_id: str = "vigil"
@@ -44,6 +49,23 @@ class Settings:
     topic_alerts_medium: str = "alerts.medium"
     topic_alerts_low: str = "alerts.low"
     topic_labels: str = "labels"
+    topic_by_counterparty: str = "transactions.by-counterparty"
+
+    #: AML rules (TOML) and the allow / deny / suppression lists, re-read when they change.
+    rules_path: Path = DEFAULT_RULES_PATH
+    allowlist_path: Path | None = None
+    denylist_path: Path | None = None
+    suppressions_path: Path | None = None
+    lists_reload_s: float = 5.0
+
+    #: Token required by the web view's mutating endpoints (labelling); empty disables them.
+    web_token: str = ""
+    web_max_body_bytes: int = 16384
+    #: Alerts kept in memory for the web view (from all partitions).
+    web_recent_alerts: int = 1000
+
+    #: Recent scores compared with the artifact's validation distribution (drift PSI).
+    drift_window: int = 5000
 
     tier_high: float | None = None
     tier_medium: float | None = None
@@ -97,6 +119,8 @@ def _parse(name: str, raw: str, kind: str) -> object:
             return None if raw.strip() == "" else _parse(name, raw, "float")
         if kind == "Path":
             return Path(raw).expanduser()
+        if kind == "Path | None":
+            return None if raw.strip() == "" else Path(raw).expanduser()
     except ValueError as exc:
         raise SettingsError(f"{name}={raw!r}: expected {kind} ({exc})") from exc
     return raw
@@ -106,11 +130,22 @@ def _check(settings: Settings) -> None:
     problems: list[str] = []
     if settings.broker_flavor not in ("kafka", "tansu"):
         problems.append("VIGIL_BROKER_FLAVOR must be 'kafka' or 'tansu'")
-    for name in ("partitions", "replication_factor", "batch_size", "max_message_bytes"):
+    for name in (
+        "partitions",
+        "replication_factor",
+        "batch_size",
+        "max_message_bytes",
+        "web_max_body_bytes",
+        "web_recent_alerts",
+        "drift_window",
+    ):
         if getattr(settings, name) < 1:
             problems.append(f"{_env_name(name)} must be >= 1")
     if not 1 <= settings.web_port <= 65535:
         problems.append("VIGIL_WEB_PORT must be a TCP port")
+    for name in ("model_reload_s", "lists_reload_s"):
+        if getattr(settings, name) <= 0:
+            problems.append(f"{_env_name(name)} must be > 0")
     if settings.batch_linger_ms < 0:
         problems.append("VIGIL_BATCH_LINGER_MS must be >= 0")
     if settings.fetch_max_wait_ms < 1:

@@ -29,12 +29,13 @@ import hashlib
 import math
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
 from models.transaction import Transaction
 
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 
 BUCKET_5M_MS = 300_000
 BUCKET_1H_MS = 3_600_000
@@ -109,6 +110,9 @@ class AccountState:
     devices: list[int] = field(default_factory=list)
     #: crc32 of the country of the account's first transaction that named one (-1: none yet).
     home_country: int = -1
+    #: State of the AML rules (owned and bounded by ``models.aml``), stored with the rest so
+    #: one table write per transaction still holds everything about the account.
+    aml: list[Any] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         """Serialize to the table's value format (compact JSON array)."""
@@ -127,6 +131,7 @@ class AccountState:
                 self.seen,
                 self.devices,
                 self.home_country,
+                self.aml,
             ]
         )
 

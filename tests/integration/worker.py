@@ -36,6 +36,7 @@ def isolated_env(broker: EmbeddedBroker, model_path: Path, data_dir: Path) -> di
             "VIGIL_TOPIC_ALERTS_MEDIUM": f"{tag}.alerts.medium",
             "VIGIL_TOPIC_ALERTS_LOW": f"{tag}.alerts.low",
             "VIGIL_TOPIC_LABELS": f"{tag}.labels",
+            "VIGIL_TOPIC_BY_COUNTERPARTY": f"{tag}.transactions.by-counterparty",
         }
     )
     return env
