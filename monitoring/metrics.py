@@ -5,9 +5,12 @@ Label values are initialised up front so dashboards show zeros, not gaps, after 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from faust.sensors.prometheus import MS_LATENCY_BUCKETS, FaustMetrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from models.tiers import ALERTED_TIERS, TIERS
+from monitoring.drift import ScoreWindow
+from monitoring.faust_sensor import FaustSensor
 
 OUTCOMES = ("scored", "invalid", "replayed", "repartitioned")
 #: Dead-letter reasons are the name of the offending field.
@@ -34,13 +37,21 @@ LATENCY_BUCKETS_S = (
 )
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000)
 SCORE_BUCKETS = tuple(round(i / 20, 2) for i in range(1, 21))
+#: Local tables whose size is exported (label values of ``vigil_table_keys``).
+TABLES = ("accounts", "counterparty_risk")
+#: Name prefix of Faust's own sensor metrics (``vigil_faust_messages_received_total``, ...).
+FAUST_PREFIX = "vigil_faust"
 
 
 class VigilMetrics:
     """All ``vigil_*`` metrics of one worker."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, drift_window: int = 5000) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._lag_labels: set[tuple[str, str]] = set()
+        self._faust_sensor: FaustSensor | None = None
+        #: The last scores, compared with the artifact's validation scores (drift).
+        self.recent_scores = ScoreWindow(drift_window)
         r = self.registry
         self.transactions = Counter(
             "vigil_transactions_consumed",
@@ -103,6 +114,62 @@ class VigilMetrics:
             ["table"],
             registry=r,
         )
+        # AML rules (issue 4): records naming each rule, deny list included; labels follow
+        # the rules file, so a rule appears once it has fired.
+        self.rule_hits = Counter(
+            "vigil_rule_hits",
+            "AML rule hits in scored records and fan-in alerts, by rule id.",
+            ["rule"],
+            registry=r,
+        )
+        self.score_drift = Gauge(
+            "vigil_score_drift_psi",
+            "Population stability index of the recent scores against the served model's "
+            "validation scores (0 = same distribution, > 0.25 = significant shift).",
+            registry=r,
+        )
+        self.score_drift_window = Gauge(
+            "vigil_score_drift_window_scores",
+            "Recent scores the drift index is computed on.",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "vigil_consumer_lag",
+            "Messages not yet committed by this worker's consumer group: log end offset "
+            "minus committed offset, per assigned source topic partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        # Model lifecycle: delayed labels, hot swaps, the challenger beside the champion.
+        self.labels = Counter(
+            "vigil_labels_consumed",
+            "Labels read from the labels topic, by verdict (invalid ones go to dead letters).",
+            ["label"],
+            registry=r,
+        )
+        self.model_reloads = Counter(
+            "vigil_model_reloads",
+            "Attempts to load a changed model artifact, by role and result.",
+            ["role", "result"],
+            registry=r,
+        )
+        self.challenger_info = Gauge(
+            "vigil_challenger_info",
+            "The challenger model scored beside the champion (value 1; none when absent).",
+            ["version"],
+            registry=r,
+        )
+        self.challenger_score = Histogram(
+            "vigil_challenger_score",
+            "Calibrated fraud probability from the challenger model (never alerted on).",
+            buckets=SCORE_BUCKETS,
+            registry=r,
+        )
+        for verdict in ("fraud", "legit"):
+            self.labels.labels(verdict)
+        for role in ("champion", "challenger"):
+            for result in ("loaded", "failed"):
+                self.model_reloads.labels(role, result)
         for outcome in OUTCOMES:
             self.transactions.labels(outcome)
         for tier in ALERTED_TIERS:
@@ -111,8 +178,51 @@ class VigilMetrics:
             self.tiers.labels(tier)
         for reason in DEADLETTER_REASONS:
             self.deadletters.labels(reason)
+        for table in TABLES:
+            self.table_keys.labels(table)
 
     def set_model(self, version: str) -> None:
         """Expose ``version`` as the only served model."""
         self.model_info.clear()
         self.model_info.labels(version).set(1)
+
+    def set_challenger(self, version: str | None) -> None:
+        """Expose the challenger's version, or none."""
+        self.challenger_info.clear()
+        if version is not None:
+            self.challenger_info.labels(version).set(1)
+
+    def faust_monitor(self) -> FaustSensor:
+        """Return Faust's own Prometheus sensor, recording into this registry.
+
+        Installed as ``app.monitor``, it adds Faust's view (messages and events in, sends,
+        commits, rebalances, per-topic offsets) under :data:`FAUST_PREFIX` to the same
+        ``/metrics`` page; Faust's ``setup_prometheus_sensors`` would add a second page.
+        """
+        faust = FaustMetrics.create(self.registry, FAUST_PREFIX)
+        # Faust names this one ``..._events_runtime_ms``, which `promtool check metrics`
+        # rejects (abbreviated unit); same values (ms, like Faust's other latencies).
+        self.registry.unregister(faust.events_runtime_latency)
+        runtime = Histogram(
+            f"{FAUST_PREFIX}_events_runtime_latency",
+            "Events runtime in ms",
+            buckets=MS_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._faust_sensor = FaustSensor(metrics=faust._replace(events_runtime_latency=runtime))
+        return self._faust_sensor
+
+    def render(self) -> bytes:
+        """Return the Prometheus text exposition of every metric, Faust's sensor included."""
+        if self._faust_sensor is not None:
+            self._faust_sensor.flush()
+        return generate_latest(self.registry)
+
+    def set_consumer_lag(self, lag: dict[tuple[str, int], int]) -> None:
+        """Publish the lag of the assigned partitions, dropping partitions no longer held."""
+        current = {(topic, str(partition)): value for (topic, partition), value in lag.items()}
+        for labels in set(self._lag_labels) - set(current):
+            self.consumer_lag.remove(*labels)
+        for labels, value in current.items():
+            self.consumer_lag.labels(*labels).set(value)
+        self._lag_labels = set(current)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app import app
 
@@ -13,6 +13,6 @@ class MetricsView(View):  # type: ignore[misc]
     """Serve the Prometheus exposition of this worker."""
 
     async def get(self, request: Request) -> Response:
-        """Return every ``vigil_*`` metric."""
-        body = generate_latest(app.metrics.registry)
+        """Return every ``vigil_*`` metric (Faust's sensor's as ``vigil_faust_*``)."""
+        body = app.metrics.render()
         return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])

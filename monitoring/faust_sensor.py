@@ -1,0 +1,106 @@
+"""Faust's own Prometheus sensor, made cheap enough for the per-message hooks.
+
+Faust's ``PrometheusMonitor`` updates about ten Prometheus values for every message and
+event (each a locked update, plus three ``.labels()`` look-ups): about 12 us an event on the
+development machine, for a worker that spends ~200 us an event in total. This subclass keeps
+plain counts in the four per-message hooks and writes them into the very same series when
+``/metrics`` is scraped (:meth:`FaustSensor.flush`). Every other hook (commits, sends,
+rebalances, assignments, web requests) is Faust's, unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.sensors.monitor import Monitor
+from faust.sensors.prometheus import PrometheusMonitor
+
+#: Event runtimes kept between two scrapes at most; beyond, they go to the histogram at once.
+MAX_PENDING_RUNTIMES = 4096
+
+
+class FaustSensor(PrometheusMonitor):  # type: ignore[misc]
+    """``PrometheusMonitor`` whose per-message counts are published at scrape time."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._received = 0
+        self._active_messages = 0
+        self._events = 0
+        self._active_events = 0
+        self._per_topic: dict[str, int] = {}
+        self._tp_offset: dict[Any, int] = {}
+        self._per_stream: dict[int, list[Any]] = {}  # id -> [stream, count]
+        self._runtimes_s: list[float] = []
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        """Count a consumed message."""
+        Monitor.on_message_in(self, tp, offset, message)
+        self._received += 1
+        self._active_messages += 1
+        topic = tp.topic
+        self._per_topic[topic] = self._per_topic.get(topic, 0) + 1
+        self._tp_offset[tp] = offset
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        """Count a message as fully processed."""
+        Monitor.on_message_out(self, tp, offset, message)
+        self._active_messages -= 1
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> Any:
+        """Count an event entering a stream."""
+        state = Monitor.on_stream_event_in(self, tp, offset, stream, event)
+        self._events += 1
+        self._active_events += 1
+        entry = self._per_stream.get(id(stream))
+        if entry is None or entry[0] is not stream:
+            entry = self._per_stream[id(stream)] = [stream, 0]
+        entry[1] += 1
+        return state
+
+    def on_stream_event_out(
+        self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None
+    ) -> None:
+        """Count an event leaving a stream, keeping its runtime for the histogram."""
+        Monitor.on_stream_event_out(self, tp, offset, stream, event, state)
+        self._active_events -= 1
+        if state is not None:
+            runtimes = self._runtimes_s
+            runtimes.append(self.events_runtime[-1])
+            if len(runtimes) >= MAX_PENDING_RUNTIMES:  # nobody scrapes: do not grow
+                self._observe_runtimes()
+
+    def flush(self) -> None:
+        """Write the counts kept since the last flush into Faust's Prometheus series."""
+        m = self._metrics
+        received, self._received = self._received, 0
+        m.messages_received.inc(received)
+        m.active_messages.set(self._active_messages)
+        events, self._events = self._events, 0
+        m.total_events.inc(events)
+        m.total_active_events.set(self._active_events)
+        per_topic, self._per_topic = self._per_topic, {}
+        for topic, n in per_topic.items():
+            m.messages_received_per_topics.labels(topic=topic).inc(n)
+        for tp, offset in self._tp_offset.items():
+            m.messages_received_per_topics_partition.labels(
+                topic=tp.topic, partition=tp.partition
+            ).set(offset)
+        for entry in self._per_stream.values():
+            stream, n = entry
+            if n:
+                label = f"stream.{self._stream_label(stream)}.events"
+                m.total_events_per_stream.labels(stream=label).inc(n)
+                entry[1] = 0
+        self._observe_runtimes()
+
+    def _observe_runtimes(self) -> None:
+        runtimes, self._runtimes_s = self._runtimes_s, []
+        observe = self._metrics.events_runtime_latency.observe
+        for seconds in runtimes:
+            observe(self.secs_to_ms(seconds))
+
+    def _clear_partition_related_metrics(self) -> None:
+        self.flush()
+        super()._clear_partition_related_metrics()
+        self._tp_offset.clear()
