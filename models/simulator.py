@@ -47,6 +47,21 @@ PATTERNS: tuple[str, ...] = (
     "compromised_merchant",
 )
 FRAUD_PATTERNS: tuple[str, ...] = PATTERNS[1:]
+#: Money-laundering typologies (``aml_rate`` > 0 or :meth:`Simulator.typology`), labelled 1
+#: like the fraud patterns; the AML rules in ``models/aml`` are written to catch them.
+AML_PATTERNS: tuple[str, ...] = (
+    "structuring",
+    "mule_fan_in",
+    "pass_through",
+    "fan_out",
+    "dormant_reactivation",
+    "round_amount",
+    "high_risk_jurisdiction",
+)
+ALL_PATTERNS: tuple[str, ...] = PATTERNS + AML_PATTERNS
+#: Jurisdictions the typologies send money to or receive it from (a subset of the example
+#: list in ``models/aml/default_rules.toml``).
+HIGH_RISK_COUNTRIES: tuple[str, ...] = ("IR", "KP", "MM", "SY")
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -159,6 +174,9 @@ _NIGHT_MEAN = sum(_NIGHT_WEIGHT) / len(_NIGHT_WEIGHT)
 OCCASIONAL_SHARE = 0.3
 _OCCASIONAL_POOL_FACTOR = 100
 
+#: Mean transactions per typology scenario (round robin over AML_PATTERNS), for aml_rate.
+_AML_TX_PER_SCENARIO = (15.0 + 9.0 + 3.6 + 7.5 + 3.0 + 1.4 + 1.4) / 7
+
 _M64 = (1 << 64) - 1
 _U64 = np.uint64
 
@@ -265,6 +283,8 @@ class _Step:
     country: str | None = None
     device: str | None = None
     follow: int = 0  # compromised-merchant visits: how many abuses this visit leads to
+    backdate_ms: int = 0  # emitted with an event time this far before its turn (late event)
+    extra: dict[str, Any] | None = None  # more fields for the document
 
 
 class Simulator:
@@ -276,6 +296,13 @@ class Simulator:
     one system without their tx_ids colliding (a repeated tx_id is treated as a replay).
     ``occasional_share`` of the transactions come from accounts that are rarely active and
     so have little or no history, as every account has for a worker that just started.
+
+    ``aml_rate`` is the share of transactions that belong to money-laundering typologies
+    (:data:`AML_PATTERNS`, default 0: off). They draw from their own random generator, so
+    turning them on leaves the legit and fraud draws unchanged (only tx_ids and balances of
+    the accounts involved differ). A dormant reactivation emits the account's old activity
+    back-dated by months just before the reactivation: late events, as a replayed archive
+    would deliver them.
     """
 
     def __init__(
@@ -287,6 +314,7 @@ class Simulator:
         tx_per_account_per_day: float = 4.0,
         id_prefix: str | None = None,
         occasional_share: float = OCCASIONAL_SHARE,
+        aml_rate: float = 0.0,
     ) -> None:
         if n_accounts < 1 or n_merchants < 1:
             raise ValueError("n_accounts and n_merchants must be >= 1")
@@ -296,7 +324,12 @@ class Simulator:
             raise ValueError("tx_per_account_per_day must be > 0")
         if not 0.0 <= occasional_share < 1.0:
             raise ValueError("occasional_share must be in [0, 1)")
+        if not 0.0 <= aml_rate < 0.5:
+            raise ValueError("aml_rate must be in [0, 0.5)")
         self.seed = seed
+        self.aml_rate = aml_rate
+        self._aml_rng = np.random.default_rng([seed, 0xA317])
+        self._aml_turn = itertools.count()
         self.n_accounts = n_accounts
         self.n_merchants = n_merchants
         self.fraud_rate = fraud_rate
@@ -510,7 +543,11 @@ class Simulator:
         next_scenario = (
             start_ms + rng.exponential(1.0 / scenario_rate_ms) if scenario_rate_ms > 0 else math.inf
         )
-        next_due = next_scenario
+        aml_rate_ms = rate_ms * self.aml_rate / _AML_TX_PER_SCENARIO
+        next_aml = (
+            start_ms + self._aml_rng.exponential(1.0 / aml_rate_ms) if aml_rate_ms > 0 else math.inf
+        )
+        next_due = min(next_scenario, next_aml)
         prefix = self.id_prefix
         counter = self._counter
         merchant_ids = self._merchant_ids
@@ -608,6 +645,11 @@ class Simulator:
                         if next_scenario <= until:
                             self._start_scenario(int(next_scenario), population, heap, seq)
                             next_scenario += rng.exponential(1.0 / scenario_rate_ms)
+                        elif next_aml <= until:
+                            name = AML_PATTERNS[next(self._aml_turn) % len(AML_PATTERNS)]
+                            steps = self._typology_steps(name, int(next_aml), population)
+                            self._push(steps, heap, seq)
+                            next_aml += self._aml_rng.exponential(1.0 / aml_rate_ms)
                         elif heap and heap[0][0] <= until:
                             when, _, step = heapq.heappop(heap)
                             if step.follow:
@@ -615,7 +657,7 @@ class Simulator:
                             yield self._emit(step, when)
                         else:
                             break
-                    next_due = min(next_scenario, heap[0][0] if heap else math.inf)
+                    next_due = min(next_scenario, next_aml, heap[0][0] if heap else math.inf)
                 if end_ms is not None and ts >= end_ms:
                     return
                 bal = balance(a, b0)
@@ -944,15 +986,240 @@ class Simulator:
             device=device,
         )
 
+    # -- money-laundering typologies -------------------------------------------------------
+
+    def typology(self, name: str, t0: int, population: int | None = None) -> list[SimulatedTx]:
+        """Return one complete instance of typology ``name`` starting at ``t0``, in order.
+
+        For tests and backtests that need each typology on demand; the live stream mixes the
+        same scenarios in when ``aml_rate`` > 0.
+        """
+        if name not in AML_PATTERNS:
+            raise ValueError(f"unknown typology {name!r}; known: {', '.join(AML_PATTERNS)}")
+        steps = self._typology_steps(name, t0, population or self.n_accounts)
+        order = sorted(range(len(steps)), key=lambda i: (steps[i][0], i))
+        return [self._emit(steps[i][1], steps[i][0]) for i in order]
+
+    def _typology_steps(self, name: str, t0: int, population: int) -> list[tuple[int, _Step]]:
+        rng = self._aml_rng
+        account = int(rng.integers(0, population))
+        if name == "structuring":
+            return self._structuring_ring(t0, population)
+        if name == "mule_fan_in":
+            return self._mule_fan_in(t0, population)
+        if name == "pass_through":
+            return self._pass_through(t0, account)
+        if name == "fan_out":
+            return self._fan_out(t0, account, population)
+        if name == "dormant_reactivation":
+            # Beyond the occasional pool: no recent history, old activity back-dated by months.
+            first = population * (1 + _OCCASIONAL_POOL_FACTOR)
+            dormant = first + int(rng.integers(0, 1_000_000))
+            return self._dormant(t0, dormant, population)
+        if name == "round_amount":
+            return self._round_amount(t0, account, population)
+        return self._high_risk(t0, account, population)
+
+    def _aml_step(self, account: int, pattern: str, amount_cents: int, **kw: Any) -> _Step:
+        kw.setdefault("country", self._home(account))
+        return _Step(account, pattern, "charge", 1, amount=max(1, amount_cents), **kw)
+
+    def _new_payee(self, population: int) -> str:
+        return _account_id(int(self._aml_rng.integers(0, population)))
+
+    def _structuring_ring(self, t0: int, population: int) -> list[tuple[int, _Step]]:
+        """3-5 members deposit cash just under 10,000, in a day or spread over a week."""
+        rng = self._aml_rng
+        steps: list[tuple[int, _Step]] = []
+        for _ in range(int(rng.integers(3, 6))):
+            member = int(rng.integers(0, population))
+            branch = f"branch-{int(rng.integers(0, 400)):04d}"
+            if rng.random() < 0.6:  # a burst of 3-4 deposits within a day
+                times = sorted(t0 + int(rng.uniform(0, 20) * HOUR_MS) for _ in range(3))
+                times += [times[-1] + int(rng.uniform(0.5, 3.5) * HOUR_MS)] * int(
+                    rng.random() < 0.5
+                )
+                lower = 9_000_00
+            else:  # one deposit a day for 5-6 days
+                times = [t0 + d * DAY_MS + int(rng.uniform(0, 4) * HOUR_MS) for d in range(5)]
+                times += [t0 + 5 * DAY_MS] * int(rng.random() < 0.5)
+                lower = 8_000_00
+            for when in times:
+                amount = int(rng.integers(lower, 9_950_00))
+                channel = "branch" if rng.random() < 0.7 else "atm"
+                step = self._aml_step(
+                    member,
+                    "structuring",
+                    amount,
+                    counterparty=branch,
+                    tx_type="CASH_IN",
+                    channel=channel,
+                )
+                steps.append((when, step))
+        return steps
+
+    def _mule_fan_in(self, t0: int, population: int) -> list[tuple[int, _Step]]:
+        """6-12 distinct senders each transfer a few hundred to a few thousand to one mule."""
+        rng = self._aml_rng
+        mule = self._new_payee(population)
+        steps: list[tuple[int, _Step]] = []
+        for _ in range(int(rng.integers(6, 13))):
+            sender = int(rng.integers(0, population))
+            when = t0 + int(rng.uniform(0, 18) * HOUR_MS)
+            amount = int(rng.integers(300_00, 2_500_00))
+            channel = "web" if rng.random() < 0.5 else "mobile"
+            step = self._aml_step(
+                sender,
+                "mule_fan_in",
+                amount,
+                counterparty=mule,
+                tx_type="TRANSFER",
+                channel=channel,
+            )
+            steps.append((when, step))
+        return steps
+
+    def _pass_through(self, t0: int, account: int) -> list[tuple[int, _Step]]:
+        """12,000-40,000 comes in, 85-98 % of it leaves within 1-4 hours."""
+        rng = self._aml_rng
+        total_in = int(rng.integers(12_000_00, 40_000_00))
+        n_in = 1 if rng.random() < 0.6 else 2
+        source = f"ext-bank-{int(rng.integers(0, 10_000)):05d}"
+        steps: list[tuple[int, _Step]] = []
+        when = t0
+        for i in range(n_in):
+            part = total_in // n_in if i < n_in - 1 else total_in - (total_in // n_in) * i
+            step = self._aml_step(
+                account,
+                "pass_through",
+                part,
+                counterparty=source,
+                tx_type="CASH_IN",
+                channel="transfer_in",
+            )
+            steps.append((when, step))
+            when += int(rng.uniform(5, 40) * MINUTE_MS)
+        total_out = int(total_in * rng.uniform(0.85, 0.98))
+        n_out = int(rng.integers(1, 4))
+        when += int(rng.uniform(0.5, 2.0) * HOUR_MS)
+        for i in range(n_out):
+            part = total_out // n_out if i < n_out - 1 else total_out - (total_out // n_out) * i
+            step = self._aml_step(
+                account,
+                "pass_through",
+                part,
+                counterparty=f"acc-x{int(rng.integers(0, 1 << 30)):09d}",
+                tx_type="TRANSFER",
+                channel="web",
+            )
+            steps.append((when, step))
+            when += int(rng.uniform(2, 25) * MINUTE_MS)
+        return steps
+
+    def _fan_out(self, t0: int, account: int, population: int) -> list[tuple[int, _Step]]:
+        """6-9 transfers to counterparties the account never paid, within hours."""
+        rng = self._aml_rng
+        steps: list[tuple[int, _Step]] = []
+        when = t0
+        for _ in range(int(rng.integers(6, 10))):
+            amount = int(rng.integers(200_00, 3_000_00))
+            step = self._aml_step(
+                account,
+                "fan_out",
+                amount,
+                counterparty=self._new_payee(population),
+                tx_type="TRANSFER",
+                channel="web",
+            )
+            steps.append((when, step))
+            when += int(rng.uniform(5, 75) * MINUTE_MS)
+        return steps
+
+    def _dormant(self, t0: int, account: int, population: int) -> list[tuple[int, _Step]]:
+        """Old small activity (back-dated 120-400 days), then a large transfer or withdrawal."""
+        rng = self._aml_rng
+        ago = int(rng.uniform(120, 400) * DAY_MS)
+        steps: list[tuple[int, _Step]] = []
+        n_old = int(rng.integers(1, 4))
+        for i in range(n_old):
+            step = self._aml_step(
+                account,
+                "dormant_reactivation",
+                int(rng.integers(10_00, 200_00)),
+                counterparty=self._merchant_ids[int(rng.integers(0, self.n_merchants))],
+                tx_type="CARD",
+                channel="pos",
+                backdate_ms=ago - i * DAY_MS,
+            )
+            steps.append((t0, step))
+        cash_out = rng.random() < 0.3
+        amount = int(rng.integers(6_000_00, 40_000_00))
+        step = self._aml_step(
+            account,
+            "dormant_reactivation",
+            amount,
+            counterparty=f"atm-x{int(rng.integers(0, _N_ATMS)):05d}"
+            if cash_out
+            else self._new_payee(population),
+            tx_type="CASH_OUT" if cash_out else "TRANSFER",
+            channel="atm" if cash_out else "web",
+        )
+        steps.append((t0 + int(rng.uniform(1, 30) * MINUTE_MS), step))
+        return steps
+
+    def _round_amount(self, t0: int, account: int, population: int) -> list[tuple[int, _Step]]:
+        """One or two transfers of an exact multiple of 1,000, from 10,000 up."""
+        rng = self._aml_rng
+        steps: list[tuple[int, _Step]] = []
+        when = t0
+        for _ in range(1 if rng.random() < 0.6 else 2):
+            amount = int(rng.integers(10, 51)) * 1_000_00
+            step = self._aml_step(
+                account,
+                "round_amount",
+                amount,
+                counterparty=self._new_payee(population),
+                tx_type="TRANSFER",
+                channel="web",
+            )
+            steps.append((when, step))
+            when += int(rng.uniform(1, 48) * HOUR_MS)
+        return steps
+
+    def _high_risk(self, t0: int, account: int, population: int) -> list[tuple[int, _Step]]:
+        """Money sent to, or received from, a high-risk jurisdiction."""
+        rng = self._aml_rng
+        steps: list[tuple[int, _Step]] = []
+        when = t0
+        for _ in range(1 if rng.random() < 0.6 else 2):
+            country = HIGH_RISK_COUNTRIES[int(rng.integers(0, len(HIGH_RISK_COUNTRIES)))]
+            incoming = rng.random() < 0.3
+            amount = int(rng.integers(1_000_00, 20_000_00))
+            step = self._aml_step(
+                account,
+                "high_risk_jurisdiction",
+                amount,
+                counterparty=f"ext-{country.lower()}-{int(rng.integers(0, 1000)):04d}",
+                tx_type="CASH_IN" if incoming else "TRANSFER",
+                channel="transfer_in" if incoming else "web",
+                extra={"counterparty_country": country},
+            )
+            steps.append((when, step))
+            when += int(rng.uniform(1, 30) * HOUR_MS)
+        return steps
+
     def _emit(self, step: _Step, ts: int) -> SimulatedTx:
         """Turn a scheduled step into a document, against the account's current balance."""
         a = step.account
         bal = self._balance(a, self._default_balance(a))
         drained = int(bal * step.fraction) if step.kind == "drain" else step.amount
         amt = max(1, drained)
-        if amt > bal:
-            bal += amt + int(self._typical(a) * 5)  # overdraft facility / unseen income
-        after = bal - amt
+        if step.tx_type == "CASH_IN":
+            after = bal + amt
+        else:
+            if amt > bal:
+                bal += amt + int(self._typical(a) * 5)  # overdraft facility / unseen income
+            after = bal - amt
         self._set_balance(a, after)
         left = self._pinned.get(a, 1) - 1
         if left > 0:
@@ -962,7 +1229,7 @@ class Simulator:
         country = step.country or self._home(a)
         tx: dict[str, Any] = {
             "tx_id": f"{self.id_prefix}-{next(self._counter)}",
-            "ts": ts,
+            "ts": ts - step.backdate_ms,
             "account_id": _account_id(a),
             "amount": amt / 100,
             "counterparty_id": step.counterparty,
@@ -975,6 +1242,8 @@ class Simulator:
             tx["device_id"] = step.device
         if step.category is not None:
             tx["merchant_category"] = step.category
+        if step.extra:
+            tx.update(step.extra)
         tx["balance_before"] = bal / 100
         tx["balance_after"] = after / 100
         return SimulatedTx(tx, step.label, step.pattern)
@@ -997,6 +1266,7 @@ def simulate_history(
     fraud_rate: float = 0.01,
     n_merchants: int = 500,
     occasional_share: float = OCCASIONAL_SHARE,
+    aml_rate: float = 0.0,
 ) -> list[SimulatedTx]:
     """Return a finite, event-time-ordered history of a fixed population, for training.
 
@@ -1010,6 +1280,7 @@ def simulate_history(
         fraud_rate=fraud_rate,
         tx_per_account_per_day=tx_per_account_per_day,
         occasional_share=occasional_share,
+        aml_rate=aml_rate,
     )
     rate = n_accounts * tx_per_account_per_day / 86_400.0 / (1.0 - occasional_share)
     end_ms = start_ms + int(days * DAY_MS)

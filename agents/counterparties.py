@@ -1,0 +1,188 @@
+"""Fan-in to one beneficiary: transactions re-keyed by counterparty, AML state per counterparty.
+
+The account pipeline forwards each valid transaction a fan-in rule may count (it has a
+``counterparty_id`` of a type the rules name) to ``transactions.by-counterparty``, keyed by
+``counterparty_id`` and co-partitioned with this agent's table (same partition count), with
+what it decided: score, tier, model version, reasons, rules and features. Here the
+counterparty's distinct senders are counted and, when a fan-in rule fires, the transaction's
+Alert is sent again with the fan-in hit added: same ``alert_id`` (the ``tx_id``), a tier never
+lower than before, ``rules`` a superset. Consumers keep the latest alert per ``alert_id``.
+
+Replays are recognised by the counterparty state's memory of transaction ids, so a
+redelivered transaction is evaluated again (same hits) but not counted twice. The rules and
+lists files are re-read by :func:`reload_aml_files` on a timer for both agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+from agents.output import BatchSender
+from agents.pipeline import InMessage, exit_now, messages_from_events
+from app import app
+from models.aml.forward import Forwarded, fanin_alert, parse_forward
+from models.aml.runtime import AmlRuntime
+from models.records import dumps
+from models.tiers import escalate
+from models.transaction import ValidationError
+from monitoring.metrics import VigilMetrics
+from tables.accounts import AccountStore
+from tables.counterparties import counterparty_aml_table
+
+log = logging.getLogger(__name__)
+settings = app.settings
+
+Explainer = Callable[[Forwarded], list[dict[str, Any]]]
+
+
+def aml_runtime() -> AmlRuntime:
+    """Return the worker's rules and lists, loaded once (both agents share them)."""
+    runtime: AmlRuntime | None = app.aml_runtime
+    if runtime is None:
+        runtime = app.aml_runtime = AmlRuntime.from_settings(settings)
+    return runtime
+
+
+def explain_with_served_model(fwd: Forwarded) -> list[dict[str, Any]]:
+    """Compute reasons for a row the account pipeline did not explain (it was not alerted).
+
+    Only with the model that scored it; after a model swap the alert goes without reasons.
+    """
+    model = app.scoring_model
+    if model is None or model.version != fwd.model_version:
+        return []
+    rows = np.asarray([fwd.features], dtype=np.float32)
+    reasons = model.scorer.explain(rows, settings.reasons_top_k, [fwd.features])[0]
+    return [r.to_dict() for r in reasons]
+
+
+class FanInPipeline:
+    """Process micro-batches of forwarded transactions (one table write batch per batch)."""
+
+    def __init__(
+        self,
+        runtime: AmlRuntime,
+        store: AccountStore,
+        sender: BatchSender,
+        metrics: VigilMetrics,
+        alert_topics: dict[str, str],
+        explain: Explainer,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.sender = sender
+        self.metrics = metrics
+        self.alert_topics = alert_topics
+        self.explain = explain
+        self.clock = clock
+
+    async def process(self, messages: Sequence[InMessage]) -> None:
+        """Count senders per counterparty, alert on fan-in, write the state, wait for acks."""
+        snap = self.runtime.snapshot
+        fanin = snap.fanin
+        allowed = snap.lists.allow.counterparties
+        now_ms = int(self.clock() * 1000)
+        states: dict[tuple[int, bytes], list[Any]] = {}
+        dirty: set[tuple[int, bytes]] = set()
+        for msg in messages:
+            try:
+                fwd = parse_forward(msg.value)
+            except (ValueError, ValidationError, KeyError, TypeError) as exc:
+                # Only the account pipeline writes this topic: a bad record is a bug.
+                log.error("unreadable forwarded record at offset %s: %r", msg.offset, exc)
+                continue
+            tx = fwd.tx
+            if tx.counterparty_id is None or msg.key is None or tx.counterparty_id in allowed:
+                continue
+            slot = (msg.partition, msg.key)
+            state = states.get(slot)
+            if state is None:
+                raw = self.store.get(msg.partition, msg.key)
+                state = load_state(raw)
+            replay = fanin.is_replay(state, tx)
+            hits, state = fanin.evaluate(state, tx, replay)
+            states[slot] = state
+            if not replay:
+                dirty.add(slot)
+            if hits and fwd.alerts:
+                tier = escalate(fwd.tier, [h.tier for h in hits])
+                rules = [*fwd.rules, *(h.to_dict() for h in hits)]
+                reasons = fwd.reasons or self.explain(fwd)
+                alert = fanin_alert(fwd, tier, rules, reasons, now_ms)
+                topic = self.alert_topics[tier]
+                key = tx.account_id.encode()
+                self.sender.add(topic, self.sender.partition_for(topic, key), key, dumps(alert))
+                self.metrics.alerts.labels(tier).inc()
+                for hit in hits:
+                    self.metrics.rule_hits.labels(hit.rule_id).inc()
+
+        changelog = self.store.changelog_topic
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        for slot in dirty:
+            partition, key = slot
+            value = orjson.dumps(states[slot])
+            by_partition.setdefault(partition, []).append((key, value))
+            self.sender.add(changelog, partition, key, value)
+        for partition, items in by_partition.items():
+            self.store.put_many(partition, items)
+        delivery = await self.sender.submit()
+        for (topic, partition), offset in (await delivery).items():
+            if topic == changelog:
+                self.store.set_changelog_offset(partition, offset)
+
+
+def load_state(raw: bytes | None) -> list[Any]:
+    """Decode a stored counterparty value (a JSON list); empty when new."""
+    state = orjson.loads(raw) if raw is not None else []
+    return state if isinstance(state, list) else []
+
+
+async def _start() -> FanInPipeline:
+    runtime = aml_runtime()
+    topics = [
+        app.topic(t, partitions=settings.partitions) for t in settings.alert_topics().values()
+    ]
+    for topic in topics:
+        await topic.maybe_declare()
+    producer: Any = app.producer
+    sender = BatchSender(producer._ensure_producer(), on_error=exit_now)
+    store = AccountStore(counterparty_aml_table)
+    await sender.prepare([*settings.alert_topics().values(), store.changelog_topic])
+    return FanInPipeline(
+        runtime, store, sender, app.metrics, settings.alert_topics(), explain_with_served_model
+    )
+
+
+@app.agent(app.by_counterparty_topic, name="aml-fan-in")
+async def aml_fan_in(stream: Any) -> None:
+    """Evaluate fan-in rules on transactions keyed by counterparty_id."""
+    pipeline = await _start()
+    linger_s = settings.batch_linger_ms / 1000.0
+    async for events in stream.take_events(settings.batch_size, within=linger_s):
+        try:
+            await pipeline.process(messages_from_events(events))
+        except Exception as exc:
+            exit_now(exc)  # as in agents/transactions.py: never commit past lost work
+
+
+@app.timer(interval=settings.lists_reload_s)  # type: ignore[untyped-decorator]
+async def reload_aml_files() -> None:
+    """Re-read changed rules and list files (a broken file keeps the previous version)."""
+    runtime = app.aml_runtime
+    if runtime is not None:
+        await asyncio.to_thread(runtime.poll)
+
+
+@app.timer(interval=15.0)  # type: ignore[untyped-decorator]
+async def report_counterparty_table_size() -> None:
+    """Export the local fan-in table's size (a RocksDB estimate) as a gauge."""
+    store = AccountStore(counterparty_aml_table)
+    app.metrics.table_keys.labels("counterparty_aml").set(store.estimate_keys())

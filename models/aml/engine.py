@@ -1,0 +1,426 @@
+"""Rule evaluation: pure functions of (state, transaction) -> (hits, new state).
+
+**Account rules** (:class:`RuleEngine`) keep their state in ``AccountState.aml``, stored with
+the velocity state in the same table value, as the JSON list
+``[AML_FORMAT, last_tx_hash, last_gap_s, {rule_id: buckets}]``. **Counterparty rules**
+(:class:`FanInEngine`) keep theirs per counterparty as
+``[CP_FORMAT, [recent tx hashes], {rule_id: [[sender_crc, last_ts_ms], ...]}, {rule_id: buckets}]``.
+
+Bounded: a rule's buckets are ``[index, value...]`` lists, hourly for windows up to 72 h and
+daily beyond, and buckets that leave the window are dropped; fan-in keeps at most
+:data:`MAX_SENDERS` senders per rule (least recently seen evicted) and :data:`CP_SEEN_TX`
+transaction hashes. State of a rule removed from the rules file is dropped at its account's
+next transaction.
+
+**Replays.** Every condition is evaluated on the state *after* the transaction, so a replay
+(``replay=True``: the state already holds it) is evaluated without applying it again and gives
+the same hits, with one exception each: ``fan_out`` cannot tell any more whether the
+counterparty was new (it counts it as new), and ``dormant`` knows the gap only when the replay
+is the account's latest transaction. Fan-in counts the senders of the counterparty's latest
+window (senders reach that stage out of event-time order), so a replayed payment is judged
+with the senders that arrived after it and may be alerted where its first pass was not.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from models.aml.rulebook import Rule, Rulebook, RuleHit, fmt_window
+from models.features import FEATURE_NAMES, tx_hash
+from models.transaction import Transaction
+
+AML_FORMAT = 1
+CP_FORMAT = 1
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+MAX_SENDERS = 128
+CP_SEEN_TX = 64
+
+_I_NEW_CP = FEATURE_NAMES.index("new_counterparty")
+_I_SINCE_PREV = FEATURE_NAMES.index("secs_since_prev")
+
+
+def _grain(window_hours: int) -> tuple[int, int]:
+    """Return ``(bucket_ms, slots)`` of a window: hourly up to 72 h, else daily."""
+    if window_hours <= 72:
+        return HOUR_MS, window_hours
+    return DAY_MS, math.ceil(window_hours / 24)
+
+
+def _bucket_add(buckets: list[list[float]], idx: int, values: Sequence[float], slots: int) -> None:
+    """Add ``values`` to bucket ``idx`` (kept sorted) and drop buckets out of the window."""
+    pos = len(buckets)
+    while pos > 0 and buckets[pos - 1][0] > idx:
+        pos -= 1
+    if pos > 0 and buckets[pos - 1][0] == idx:
+        b = buckets[pos - 1]
+        for k, v in enumerate(values, start=1):
+            b[k] += v
+    else:
+        head = buckets[-1][0] if buckets else idx
+        if idx <= head - slots:
+            return  # older than the whole window
+        buckets.insert(pos, [idx, *values])
+    head = buckets[-1][0]
+    while buckets and buckets[0][0] <= head - slots:
+        del buckets[0]
+
+
+def _bucket_sum(buckets: list[list[float]], idx: int, slots: int, width: int) -> list[float]:
+    """Sum the values of buckets in ``(idx - slots, idx]``."""
+    out = [0.0] * width
+    lo = idx - slots
+    for b in buckets:
+        if lo < b[0] <= idx:
+            for k in range(width):
+                out[k] += b[k + 1]
+    return out
+
+
+def _type_ok(types: frozenset[str], tx: Transaction) -> bool:
+    return not types or (tx.type is not None and tx.type in types)
+
+
+def _channel_ok(channels: tuple[str, ...], tx: Transaction) -> bool:
+    return not channels or (tx.channel is not None and tx.channel in channels)
+
+
+_Check = Callable[
+    [Rule, Transaction, Sequence[float], bool, dict[str, Any], float | None], RuleHit | None
+]
+
+
+def _structuring(
+    rule: Rule,
+    tx: Transaction,
+    feats: Sequence[float],
+    replay: bool,
+    st: dict[str, Any],
+    gap_s: float | None,
+) -> RuleHit | None:
+    p = rule.params
+    amount = tx.amount
+    if not (p["lower"] <= amount < p["threshold"]):
+        return None
+    if not (_type_ok(p["types"], tx) and _channel_ok(p["channels"], tx)):
+        return None
+    width, slots = _grain(p["window_hours"])
+    idx = tx.ts_ms // width
+    buckets = st.setdefault(rule.id, [])
+    if not replay:
+        _bucket_add(buckets, idx, (1.0, amount), slots)
+    count, total = _bucket_sum(buckets, idx, slots, 2)
+    if count < p["min_count"]:
+        return None
+    threshold = p["threshold"]
+    upper = math.ceil(threshold) - 1 if threshold == math.floor(threshold) else threshold
+    return rule.hit(
+        count=int(count),
+        lower=p["lower"],
+        upper=upper,
+        threshold=threshold,
+        window=fmt_window(p["window_hours"]),
+        total=total,
+        amount=amount,
+    )
+
+
+def _structuring_total(
+    rule: Rule,
+    tx: Transaction,
+    feats: Sequence[float],
+    replay: bool,
+    st: dict[str, Any],
+    gap_s: float | None,
+) -> RuleHit | None:
+    p = rule.params
+    if not (_type_ok(p["types"], tx) and _channel_ok(p["channels"], tx)):
+        return None
+    amount = tx.amount
+    threshold = p["threshold"]
+    piece = amount < threshold
+    width, slots = _grain(p["window_hours"])
+    idx = tx.ts_ms // width
+    buckets = st.setdefault(rule.id, [])
+    if not replay:
+        _bucket_add(buckets, idx, (1.0, amount, 0.0) if piece else (0.0, 0.0, 1.0), slots)
+    if not piece:
+        return None
+    count, total, over = _bucket_sum(buckets, idx, slots, 3)
+    if over > 0 or count < p["min_count"] or total < threshold:
+        return None
+    return rule.hit(
+        count=int(count),
+        threshold=threshold,
+        window=fmt_window(p["window_hours"]),
+        total=total,
+        amount=amount,
+    )
+
+
+def _pass_through(
+    rule: Rule,
+    tx: Transaction,
+    feats: Sequence[float],
+    replay: bool,
+    st: dict[str, Any],
+    gap_s: float | None,
+) -> RuleHit | None:
+    p = rule.params
+    tx_type = tx.type
+    is_in = tx_type in p["in_types"]
+    is_out = tx_type in p["out_types"]
+    if not (is_in or is_out):
+        return None
+    width, slots = _grain(p["window_hours"])
+    idx = tx.ts_ms // width
+    buckets = st.setdefault(rule.id, [])
+    amount = tx.amount
+    if not replay:
+        _bucket_add(buckets, idx, (amount if is_in else 0.0, amount if is_out else 0.0), slots)
+    if not is_out:
+        return None
+    in_total, out_total = _bucket_sum(buckets, idx, slots, 2)
+    if in_total < p["min_in"] or in_total <= 0:
+        return None
+    ratio = out_total / in_total
+    if not p["min_ratio"] <= ratio <= p["max_ratio"]:
+        return None
+    return rule.hit(
+        in_total=in_total,
+        out_total=out_total,
+        ratio=f"{ratio:.0%}",
+        window=fmt_window(p["window_hours"]),
+        amount=amount,
+    )
+
+
+def _fan_out(
+    rule: Rule,
+    tx: Transaction,
+    feats: Sequence[float],
+    replay: bool,
+    st: dict[str, Any],
+    gap_s: float | None,
+) -> RuleHit | None:
+    p = rule.params
+    if tx.counterparty_id is None or tx.amount < p["min_amount"] or not _type_ok(p["types"], tx):
+        return None
+    # A replay's features describe the state that already holds it: count it as new.
+    if not replay and feats[_I_NEW_CP] != 1.0:
+        return None
+    width, slots = _grain(p["window_hours"])
+    idx = tx.ts_ms // width
+    buckets = st.setdefault(rule.id, [])
+    if not replay:
+        _bucket_add(buckets, idx, (1.0, tx.amount), slots)
+    count, total = _bucket_sum(buckets, idx, slots, 2)
+    if count < p["min_new"]:
+        return None
+    return rule.hit(
+        count=int(count), window=fmt_window(p["window_hours"]), total=total, amount=tx.amount
+    )
+
+
+def _dormant(
+    rule: Rule,
+    tx: Transaction,
+    feats: Sequence[float],
+    replay: bool,
+    st: dict[str, Any],
+    gap_s: float | None,
+) -> RuleHit | None:
+    p = rule.params
+    if gap_s is None or tx.amount < p["min_amount"] or not _type_ok(p["types"], tx):
+        return None
+    days = gap_s / 86_400.0
+    if days < p["min_days"]:
+        return None
+    return rule.hit(days=math.floor(days), amount=tx.amount)
+
+
+def _round_amount(
+    rule: Rule,
+    tx: Transaction,
+    feats: Sequence[float],
+    replay: bool,
+    st: dict[str, Any],
+    gap_s: float | None,
+) -> RuleHit | None:
+    p = rule.params
+    amount = tx.amount
+    if amount < p["min_amount"] or not _type_ok(p["types"], tx):
+        return None
+    multiples = amount / p["multiple_of"]
+    if abs(multiples - round(multiples)) > 1e-9 * max(1.0, multiples):
+        return None
+    return rule.hit(amount=amount, multiple=p["multiple_of"])
+
+
+def _jurisdiction(
+    rule: Rule,
+    tx: Transaction,
+    feats: Sequence[float],
+    replay: bool,
+    st: dict[str, Any],
+    gap_s: float | None,
+) -> RuleHit | None:
+    p = rule.params
+    if tx.amount < p["min_amount"] or not _type_ok(p["types"], tx):
+        return None
+    countries = p["countries"]
+    for name in p["fields"]:
+        value = tx.country if name == "country" else tx.raw.get(name)
+        if isinstance(value, str) and value.upper() in countries:
+            return rule.hit(country=value.upper(), field=name, amount=tx.amount)
+    return None
+
+
+_ACCOUNT_CHECKS: dict[str, _Check] = {
+    "structuring": _structuring,
+    "structuring_total": _structuring_total,
+    "pass_through": _pass_through,
+    "fan_out": _fan_out,
+    "dormant": _dormant,
+    "round_amount": _round_amount,
+    "high_risk_jurisdiction": _jurisdiction,
+}
+
+
+class RuleEngine:
+    """Evaluate the account-keyed rules of a rulebook (stateless itself; cheap to rebuild)."""
+
+    def __init__(self, rulebook: Rulebook) -> None:
+        self.rulebook = rulebook
+        self._rules = [(r, _ACCOUNT_CHECKS[r.kind]) for r in rulebook.account_rules]
+        self._ids = frozenset(r.id for r in rulebook.account_rules)
+
+    def evaluate(
+        self, aml: list[Any], tx: Transaction, features: Sequence[float], replay: bool = False
+    ) -> tuple[list[RuleHit], list[Any]]:
+        """Return the hits of ``tx`` and the AML state that includes it.
+
+        ``aml`` is ``AccountState.aml`` (``[]`` for a new account) and is updated in place.
+        ``features`` is the vector of :func:`models.features.update_account` for ``tx``, in
+        ``FEATURE_NAMES`` order. ``replay`` says the state already holds ``tx`` (the account
+        state's ``n`` did not change): it is evaluated but not counted again.
+        """
+        h = tx_hash(tx.tx_id)
+        state = aml if aml and aml[0] == AML_FORMAT else [AML_FORMAT, 0, None, {}]
+        per_rule: dict[str, Any] = state[3]
+        if replay:
+            gap = state[2] if state[1] == h else None
+        else:
+            since = features[_I_SINCE_PREV]
+            gap = None if since != since else float(since)
+            state[1] = h
+            state[2] = gap
+        hits: list[RuleHit] = []
+        for rule, check in self._rules:
+            hit = check(rule, tx, features, replay, per_rule, gap)
+            if hit is not None:
+                hits.append(hit)
+        for key in [k for k, v in per_rule.items() if not v or k not in self._ids]:
+            del per_rule[key]
+        return hits, state
+
+
+class FanInEngine:
+    """Evaluate the counterparty-keyed rules (fan-in to one beneficiary)."""
+
+    def __init__(self, rulebook: Rulebook) -> None:
+        self.rulebook = rulebook
+        self.rules = rulebook.counterparty_rules
+        types: set[str] = set()
+        any_type = False
+        for rule in self.rules:
+            any_type = any_type or not rule.params["types"]
+            types |= rule.params["types"]
+        #: Transaction types forwarded by counterparty (``None``: every type).
+        self.forward_types: frozenset[str] | None = None if any_type else frozenset(types)
+
+    def wants(self, tx: Transaction) -> bool:
+        """Tell whether ``tx`` must be forwarded to the counterparty-keyed stage."""
+        if not self.rules or tx.counterparty_id is None:
+            return False
+        types = self.forward_types
+        return types is None or (tx.type is not None and tx.type in types)
+
+    def is_replay(self, cp_state: list[Any], tx: Transaction) -> bool:
+        """Tell whether ``cp_state`` already holds ``tx``."""
+        return bool(cp_state) and tx_hash(tx.tx_id) in cp_state[1]
+
+    def evaluate(
+        self, cp_state: list[Any], tx: Transaction, replay: bool | None = None
+    ) -> tuple[list[RuleHit], list[Any]]:
+        """Return the fan-in hits of ``tx`` for its counterparty and the state that holds it.
+
+        ``cp_state`` is the counterparty's state (``[]`` when new), updated in place.
+        ``replay`` defaults to what the state's own memory of transaction ids says.
+        """
+        state: list[Any] = cp_state
+        if not (cp_state and cp_state[0] == CP_FORMAT):
+            state = [CP_FORMAT, [], {}, {}]
+        seen: list[int] = state[1]
+        senders_by_rule: dict[str, list[list[int]]] = state[2]
+        buckets_by_rule: dict[str, list[list[float]]] = state[3]
+        h = tx_hash(tx.tx_id)
+        if replay is None:
+            replay = h in seen
+        if not replay:
+            seen.append(h)
+            if len(seen) > CP_SEEN_TX:
+                del seen[0]
+        sender = zlib.crc32(tx.account_id.encode())
+        ts = tx.ts_ms
+        hits: list[RuleHit] = []
+        ids = set()
+        for rule in self.rules:
+            ids.add(rule.id)
+            p = rule.params
+            if tx.amount < p["min_amount"] or not _type_ok(p["types"], tx):
+                continue
+            senders = senders_by_rule.setdefault(rule.id, [])
+            buckets = buckets_by_rule.setdefault(rule.id, [])
+            window_ms = p["window_hours"] * HOUR_MS
+            width, slots = _grain(p["window_hours"])
+            idx = ts // width
+            if not replay:
+                for pair in senders:
+                    if pair[0] == sender:
+                        pair[1] = max(pair[1], ts)
+                        break
+                else:
+                    senders.append([sender, ts])
+                # Forget senders out of the window (relative to the newest), then cap.
+                newest = max(pair[1] for pair in senders)
+                senders[:] = [s for s in senders if s[1] > newest - window_ms]
+                if len(senders) > MAX_SENDERS:
+                    senders.sort(key=lambda s: s[1])
+                    del senders[: len(senders) - MAX_SENDERS]
+                _bucket_add(buckets, idx, (1.0, tx.amount), slots)
+            # Senders reach this stage out of event-time order (they live in different
+            # account partitions), so the window ends at the counterparty's newest activity.
+            ref = max([ts, *(s[1] for s in senders)])
+            if ts <= ref - window_ms:
+                continue  # a late transaction outside the current window
+            distinct = sum(1 for s in senders if s[1] > ref - window_ms)
+            if distinct < p["min_senders"]:
+                continue
+            _, total = _bucket_sum(buckets, ref // width, slots, 2)
+            hits.append(
+                rule.hit(
+                    senders=distinct,
+                    counterparty=tx.counterparty_id or "",
+                    window=fmt_window(p["window_hours"]),
+                    total=total,
+                    amount=tx.amount,
+                )
+            )
+        for table in (senders_by_rule, buckets_by_rule):
+            for key in [k for k, v in table.items() if not v or k not in ids]:
+                del table[key]
+        return hits, state
