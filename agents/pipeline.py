@@ -18,16 +18,20 @@ from typing import Any, Protocol
 import numpy as np
 
 from app.settings import Settings
-from models.artifact import load_artifact
+from models.aml.runtime import AmlRuntime
+from models.aml.stage import AccountAmlBatch
+from models.counterparty_risk import CounterpartyRisk
 from models.features import N_FEATURES, AccountState, update_account
-from models.records import alert_record, dumps, scored_record
-from models.scorer import Scorer
-from models.tiers import resolve_thresholds, tier_for_score
+from models.records import alert_record, challenger_record, dumps, scored_record
+from models.tiers import tier_for_score
 from models.transaction import Transaction, ValidationError, parse_transaction
 from monitoring.metrics import VigilMetrics
 from tables.accounts import AccountStore
 
 from .output import BatchSender
+from .served_model import ModelSet, ServedModel
+
+__all__ = ["InMessage", "ModelSource", "RiskSource", "ServedModel", "TransactionPipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +51,22 @@ class InMessage(Protocol):
     def value(self) -> bytes | None: ...
 
 
-class ServedModel:
-    """The scorer and effective tier thresholds of the artifact being served."""
+class ModelSource(Protocol):
+    """Where the pipeline takes the models of each batch from (swapped between batches)."""
 
-    def __init__(self, settings: Settings) -> None:
-        artifact = load_artifact(settings.model_path)
-        self.scorer = Scorer(artifact)
-        self.version = artifact.version
-        self.thresholds = resolve_thresholds(artifact.thresholds, settings.tier_overrides())
+    @property
+    def current(self) -> ModelSet: ...
+
+
+class RiskSource(Protocol):
+    """Per-counterparty risk from delayed labels (the global counterparty-risk table)."""
+
+    def get(self, counterparty_id: str) -> CounterpartyRisk | None: ...
+
+
+class _NoRisk:
+    def get(self, counterparty_id: str) -> CounterpartyRisk | None:
+        return None
 
 
 #: Batches whose outputs may be awaiting the broker's acknowledgement at once. Deeper
@@ -82,14 +94,19 @@ class TransactionPipeline:
     def __init__(
         self,
         settings: Settings,
-        model: ServedModel,
+        models: ModelSource,
         store: AccountStore,
         sender: BatchSender,
         metrics: VigilMetrics,
         clock: Callable[[], float] = time.time,
+        risk: RiskSource | None = None,
+        aml: AmlRuntime | None = None,
     ) -> None:
         self.settings = settings
-        self.model = model
+        #: AML rules and lists (issue 4), re-read on change by a timer in agents/counterparties.
+        self.aml = aml if aml is not None else AmlRuntime.from_settings(settings)
+        self.models = models
+        self.risk: RiskSource = risk if risk is not None else _NoRisk()
         self.store = store
         self.sender = sender
         self.metrics = metrics
@@ -154,10 +171,14 @@ class TransactionPipeline:
 
     def _score(self, valid: list[tuple[InMessage, Transaction, bytes]], started: float) -> None:
         states: dict[tuple[int, bytes], AccountState] = {}
+        risks: dict[str, CounterpartyRisk | None] = {}
         dirty: set[tuple[int, bytes]] = set()
         rows = np.empty((len(valid), N_FEATURES), dtype=np.float32)
         feature_rows: list[list[float]] = []
         replayed: list[bool] = []
+        aml = AccountAmlBatch(
+            self.aml.snapshot, int(self.clock() * 1000), self.settings.topic_by_counterparty
+        )
         for i, (msg, tx, key) in enumerate(valid):
             slot = (msg.partition, key)
             state = states.get(slot)
@@ -166,7 +187,15 @@ class TransactionPipeline:
                 state = AccountState.from_bytes(raw) if raw is not None else AccountState()
                 states[slot] = state
             before = state.n
-            features, state = update_account(state, tx)
+            cp = tx.counterparty_id
+            cp_risk = None
+            if cp is not None:
+                if cp in risks:
+                    cp_risk = risks[cp]
+                else:
+                    cp_risk = risks[cp] = self.risk.get(cp)
+            features, state = update_account(state, tx, cp_risk)
+            aml.evaluate(state, tx, features, replay=state.n == before)
             if state.n != before:
                 dirty.add(slot)
                 replayed.append(False)
@@ -175,9 +204,13 @@ class TransactionPipeline:
             rows[i] = features
             feature_rows.append(features)
 
-        model = self.model
+        models = self.models.current  # one consistent pair for the whole batch
+        model = models.champion
         scores = model.scorer.score(rows)
+        challenger = models.challenger
+        ch_scores = challenger.scorer.score(rows) if challenger is not None else None
         self.metrics.scoring_latency.observe(time.perf_counter() - started)
+        self.metrics.recent_scores.add(scores)
 
         now_ms = int(self.clock() * 1000)
         thresholds = model.thresholds
@@ -187,24 +220,44 @@ class TransactionPipeline:
         score_hist = self.metrics.score
         for i, (msg, tx, key) in enumerate(valid):
             score = float(scores[i])
-            tier = tier_for_score(score, thresholds)  # rule escalation: issue 4
+            decision = aml.decide(i, tx, tier_for_score(score, thresholds))
+            tier = decision.tier  # the model's tier raised by AML rules and lists
             tiers.append(tier)
-            value = scored_record(tx, score, tier, model.version, [], now_ms, replayed[i])
+            shadow = None
+            if ch_scores is not None:
+                assert challenger is not None
+                ch_score = float(ch_scores[i])
+                shadow = challenger_record(
+                    challenger.version, ch_score, tier_for_score(ch_score, challenger.thresholds)
+                )
+                self.metrics.challenger_score.observe(ch_score)
+            value = scored_record(
+                tx, score, tier, model.version, decision.rules, now_ms, replayed[i], shadow
+            )
             self.sender.add(scored_topic, msg.partition, key, value)
             score_hist.observe(score)
-            if tier != "MINIMAL":
+            if decision.alert:
                 alerted.append(i)
+        explained: dict[int, Any] = {}
         if alerted:
             reasons = model.scorer.explain(
                 rows[alerted], self.settings.reasons_top_k, [feature_rows[i] for i in alerted]
             )
             for i, why in zip(alerted, reasons, strict=True):
                 msg, tx, key = valid[i]
+                explained[i] = why
+                rules = aml.decisions[i].rules
+                score = float(scores[i])
                 alert = alert_record(
-                    tx, float(scores[i]), tiers[i], model.version, why, [], feature_rows[i], now_ms
+                    tx, score, tiers[i], model.version, why, rules, feature_rows[i], now_ms
                 )
                 self.sender.add(self._alert_topics[tiers[i]], msg.partition, key, dumps(alert))
                 self.metrics.alerts.labels(tiers[i]).inc()
+        txs = [tx for _, tx, _ in valid]
+        for topic, cp_key, value in aml.forward_records(
+            txs, scores, model.version, explained, feature_rows
+        ):  # to the fan-in agent (agents/counterparties.py), keyed by counterparty
+            self.sender.add(topic, self.sender.partition_for(topic, cp_key), cp_key, value)
 
         changelog = self.store.changelog_topic
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
@@ -221,6 +274,8 @@ class TransactionPipeline:
         self._c_scored.inc(len(valid) - n_replayed)
         for tier in set(tiers):
             self.metrics.tiers.labels(tier).inc(tiers.count(tier))
+        for rule_id, n in aml.hit_counts().items():
+            self.metrics.rule_hits.labels(rule_id).inc(n)
 
     def _delivered(
         self,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
+from agents.counterparties import aml_runtime
 from agents.output import BatchSender
-from agents.pipeline import ServedModel, TransactionPipeline, exit_now, messages_from_events
+from agents.pipeline import TransactionPipeline, exit_now, messages_from_events
+from agents.served_model import ModelWatcher
 from app import app
 from tables.accounts import AccountStore, accounts_table
+from tables.counterparty_risk import CounterpartyRiskStore, counterparty_risk_table
 
 log = logging.getLogger(__name__)
 settings = app.settings
@@ -16,11 +20,7 @@ settings = app.settings
 
 async def _start_pipeline() -> TransactionPipeline:
     """Load the model and prepare the producer; runs when the agent starts, not at import."""
-    model = app.scoring_model
-    if model is None:
-        model = app.scoring_model = ServedModel(settings)
-        app.metrics.set_model(model.version)
-        log.info("model loaded", extra={"version": model.version, "path": str(settings.model_path)})
+    watcher = _model_watcher()
     outputs = app.output_topics()
     for topic in outputs:
         await topic.maybe_declare()
@@ -28,8 +28,51 @@ async def _start_pipeline() -> TransactionPipeline:
     sender = BatchSender(producer._ensure_producer(), on_error=exit_now)
     names = [t.get_topic_name() for t in outputs]
     changelog = str(accounts_table.changelog_topic.get_topic_name())
-    await sender.prepare([*names, settings.topic_repartition, changelog])
-    return TransactionPipeline(settings, model, AccountStore(accounts_table), sender, app.metrics)
+    await app.by_counterparty_topic.maybe_declare()  # fan-in stage (AML, issue 4)
+    forward = settings.topic_by_counterparty
+    await sender.prepare([*names, settings.topic_repartition, changelog, forward])
+    return TransactionPipeline(
+        settings,
+        watcher,
+        AccountStore(accounts_table),
+        sender,
+        app.metrics,
+        risk=CounterpartyRiskStore(counterparty_risk_table),
+        aml=aml_runtime(),
+    )
+
+
+_watcher: ModelWatcher | None = None
+
+
+def _model_watcher() -> ModelWatcher:
+    """Load the models once per worker (both agents share them) and remember the watcher."""
+    global _watcher
+    if _watcher is None:
+        _watcher = ModelWatcher(
+            settings.model_path,
+            settings.challenger_model_path,
+            settings.tier_overrides(),
+            app.metrics,
+        )
+        app.scoring_model = _watcher.current.champion
+        challenger = _watcher.current.challenger
+        log.info(
+            "model loaded",
+            extra={
+                "version": _watcher.current.champion.version,
+                "path": str(settings.model_path),
+                "challenger": None if challenger is None else challenger.version,
+            },
+        )
+    return _watcher
+
+
+@app.timer(interval=settings.model_reload_s)  # type: ignore[untyped-decorator]
+async def reload_models() -> None:
+    """Swap to changed artifact files between batches (hot swap, no restart)."""
+    if _watcher is not None and await asyncio.to_thread(_watcher.check):
+        app.scoring_model = _watcher.current.champion
 
 
 async def _run(stream: Any) -> None:

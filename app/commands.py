@@ -35,30 +35,64 @@ async def run_simulation(
     duration_s: float,
     seed: int,
     fraud_rate: float,
+    aml_rate: float = 0.0,
+    labels_topic: str | None = None,
+    label_delay_s: float = 0.0,
+    legit_label_share: float = 0.05,
 ) -> dict[str, int]:
-    """Produce simulated transactions at ``rate`` per second, paced on their event time."""
+    """Produce simulated transactions at ``rate`` per second, paced on their event time.
+
+    With ``labels_topic``, every fraud (and ``legit_label_share`` of the rest) that names a
+    counterparty is labelled ``label_delay_s`` later, as chargebacks and analyst verdicts
+    arrive in real life; the labels feed the counterparty-risk table.
+    """
+    import heapq
+    import zlib
+
     import orjson
     from aiokafka import AIOKafkaProducer
 
+    from models.labels import Label
     from models.simulator import Simulator
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
     await producer.start()
     counts: dict[str, int] = {}
     start_ms = int(time.time() * 1000)
-    events = Simulator(seed=seed, fraud_rate=fraud_rate).events(start_ms, rate)
+    events = Simulator(seed=seed, fraud_rate=fraud_rate, aml_rate=aml_rate).events(start_ms, rate)
     deadline = time.monotonic() + duration_s if duration_s > 0 else float("inf")
     pending: list[Any] = []
+    due: list[tuple[int, int, bytes, bytes]] = []  # (due ms, seq, key, label)
+    delay_ms = int(label_delay_s * 1000)
     try:
         nxt = next(events)
         while time.monotonic() < deadline:
             now_ms = int(time.time() * 1000)
             while nxt.tx["ts"] <= now_ms:
-                value = orjson.dumps(nxt.tx)
-                key = str(nxt.tx["account_id"]).encode()
+                tx = nxt.tx
+                value = orjson.dumps(tx)
+                key = str(tx["account_id"]).encode()
                 pending.append(await producer.send(topic, value, key=key))
                 counts[nxt.pattern] = counts.get(nxt.pattern, 0) + 1
+                cp = tx.get("counterparty_id")
+                sampled = zlib.crc32(tx["tx_id"].encode()) % 1000 < legit_label_share * 1000
+                if labels_topic and cp and (nxt.label or sampled):
+                    label = Label(
+                        tx_id=tx["tx_id"],
+                        label="fraud" if nxt.label else "legit",
+                        ts_ms=tx["ts"] + delay_ms,
+                        source="simulator",
+                        counterparty_id=cp,
+                        account_id=tx["account_id"],
+                        tx_ts_ms=tx["ts"],
+                    )
+                    item = (label.ts_ms, len(due), tx["tx_id"].encode(), label.to_bytes())
+                    heapq.heappush(due, item)
                 nxt = next(events)
+            while labels_topic and due and due[0][0] <= now_ms:
+                _, _, key, value = heapq.heappop(due)
+                pending.append(await producer.send(labels_topic, value, key=key))
+                counts["labels"] = counts.get("labels", 0) + 1
             if len(pending) > 5000:
                 await asyncio.gather(*pending)
                 pending.clear()
@@ -74,35 +108,240 @@ async def run_simulation(
     option("--duration", type=float, default=0.0, show_default=True, help="Seconds; 0 = forever."),
     option("--seed", type=int, default=7, show_default=True, help="Random seed."),
     option("--fraud-rate", type=float, default=0.01, show_default=True, help="Share of frauds."),
+    option(
+        "--aml-rate",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help="Share of transactions in AML typologies (structuring, mules, pass-through...).",
+    ),
+    option(
+        "--label-delay",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help="Send labels (all frauds, 5%% of the rest) this many seconds later; 0 = none.",
+    ),
 )
 async def simulate(
-    self: AppCommand, rate: float, duration: float, seed: int, fraud_rate: float
+    self: AppCommand,
+    rate: float,
+    duration: float,
+    seed: int,
+    fraud_rate: float,
+    aml_rate: float,
+    label_delay: float,
 ) -> None:
     """Produce realistic transactions with labelled fraud patterns to the transactions topic."""
     s = app.settings
     counts = await run_simulation(
-        _bootstrap(s.broker_url), s.topic_transactions, rate, duration, seed, fraud_rate
+        _bootstrap(s.broker_url),
+        s.topic_transactions,
+        rate,
+        duration,
+        seed,
+        fraud_rate,
+        aml_rate=aml_rate,
+        labels_topic=s.topic_labels if label_delay > 0 else None,
+        label_delay_s=label_delay,
     )
     self.say(f"sent {sum(counts.values())} transactions: {counts}")
+
+
+def parse_time(value: str, option_name: str) -> int | None:
+    """Read ``--from`` / ``--until``: a date, an ISO-8601 time (UTC unless zoned) or epoch ms."""
+    from datetime import UTC, datetime
+
+    if not value:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise SystemExit(
+            f"{option_name} {value!r}: expected YYYY-MM-DD, ISO-8601 or epoch ms"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+_DATA_OPTIONS = (
+    option("--format", "fmt", type=str, default="", help="jsonl or csv [default: from the name]."),
+    option("--label-column", type=str, default="label", show_default=True, help="1 = fraud."),
+    option(
+        "--field",
+        "fields",
+        type=str,
+        multiple=True,
+        help="Map a column: --field account_id=CUSTOMER_ID (repeatable).",
+    ),
+    option("--from", "from_", type=str, default="", help="Start of the period (date/ISO/ms)."),
+    option("--until", type=str, default="", help="End of the period, exclusive."),
+    option(
+        "--label-delay-days",
+        type=float,
+        default=7.0,
+        show_default=True,
+        help="Days after a transaction its label becomes known to the features.",
+    ),
+)
 
 
 @app.command(
     option("--output", type=str, default="", help="Artifact path [default: VIGIL_MODEL_PATH]."),
     option("--seed", type=int, default=7, show_default=True, help="Random seed."),
+    option("--data", type=str, default="", help="Labelled JSONL/CSV (gzip ok); else simulate."),
+    option("--valid-days", type=float, default=0.0, help="Validation days [default: last 25%]."),
+    option("--gap-days", type=float, default=0.0, show_default=True, help="Train/valid gap."),
+    option("--high-precision", type=float, default=0.90, show_default=True),
+    option("--medium-precision", type=float, default=0.60, show_default=True),
+    option("--low-precision", type=float, default=0.25, show_default=True),
+    option("--top-k", type=int, default=100, show_default=True, help="Card precision@k."),
+    option("--report-dir", type=str, default="", help="Report folder [default: next to output]."),
+    *_DATA_OPTIONS,
 )
-async def train(self: AppCommand, output: str, seed: int) -> None:
-    """Train the default XGBoost artifact on simulated transactions."""
-    from models.training import train_default
+async def train(
+    self: AppCommand,
+    output: str,
+    seed: int,
+    data: str,
+    valid_days: float,
+    gap_days: float,
+    high_precision: float,
+    medium_precision: float,
+    low_precision: float,
+    top_k: int,
+    report_dir: str,
+    fmt: str,
+    label_column: str,
+    fields: tuple[str, ...],
+    from_: str,
+    until: str,
+    label_delay_days: float,
+) -> None:
+    """Train an XGBoost artifact: on a labelled file (--data) or on simulated transactions.
 
+    A file is replayed in event-time order through the stream's own feature code; training
+    takes [from, until - valid - gap), validation [until - valid, until) and writes its
+    report (JSON + HTML) beside the artifact.
+    """
     path = Path(output) if output else app.settings.model_path
     started = time.monotonic()
-    artifact = await asyncio.to_thread(train_default, path, seed=seed)
-    m = artifact.metrics
-    self.say(
-        f"wrote {path} (version {artifact.version}) in {time.monotonic() - started:.1f}s: "
-        f"validation AUC {m.get('auc_roc', float('nan')):.4f}, "
-        f"AP {m.get('average_precision', float('nan')):.4f}, thresholds {artifact.thresholds}"
+    if not data:
+        from models.training import train_default
+
+        artifact = await asyncio.to_thread(train_default, path, seed=seed)
+        m = artifact.metrics
+        self.say(
+            f"wrote {path} (version {artifact.version}) in {time.monotonic() - started:.1f}s: "
+            f"validation AUC {m.get('auc_roc', float('nan')):.4f}, "
+            f"AP {m.get('average_precision', float('nan')):.4f}, thresholds {artifact.thresholds}"
+        )
+        return
+    from models.backtest import train_on_records
+    from models.datafile import parse_field_map, read_labelled
+
+    records = read_labelled(Path(data), parse_field_map(fields), label_column, fmt or None)
+    reports = Path(report_dir) if report_dir else path.parent / f"{path.stem}-report"
+    artifact, result = await asyncio.to_thread(
+        train_on_records,
+        records,
+        path,
+        from_ms=parse_time(from_, "--from"),
+        until_ms=parse_time(until, "--until"),
+        valid_days=valid_days or None,
+        gap_days=gap_days,
+        label_delay_days=label_delay_days,
+        targets={"HIGH": high_precision, "MEDIUM": medium_precision, "LOW": low_precision},
+        report_dir=reports,
+        top_k=top_k,
+        seed=seed,
+        say=self.say,
     )
+    f = result.figures
+    self.say(
+        f"wrote {path} (version {artifact.version}) in {time.monotonic() - started:.1f}s; "
+        f"validation AUC {f['auc_roc']:.4f}, AP {f['average_precision']:.4f}, "
+        f"card precision@{top_k} {f['card_precision_at_k']['mean']:.4f}, "
+        f"thresholds {artifact.thresholds}; report in {reports}/"
+    )
+
+
+@app.command(
+    option("--data", type=str, required=True, help="Labelled JSONL/CSV (gzip ok)."),
+    option("--model", type=str, default="", help="Artifact [default: VIGIL_MODEL_PATH]."),
+    option("--top-k", type=int, default=100, show_default=True, help="Card precision@k."),
+    option("--out-dir", type=str, default="backtest-report", show_default=True),
+    option("--scores-out", type=str, default="", help="JSON lines: tx_id, score, tier, label."),
+    option("--no-rules", is_flag=True, default=False, help="Score with the model alone."),
+    *_DATA_OPTIONS,
+)
+async def backtest(
+    self: AppCommand,
+    data: str,
+    model: str,
+    top_k: int,
+    out_dir: str,
+    scores_out: str,
+    no_rules: bool,
+    fmt: str,
+    label_column: str,
+    fields: tuple[str, ...],
+    from_: str,
+    until: str,
+    label_delay_days: float,
+) -> None:
+    """Replay a labelled file through features, rules and model: what would have been caught.
+
+    Rows before --from only warm up the state. Writes figures (JSON) and a report (HTML).
+    """
+    from models.artifact import load_artifact
+    from models.backtest import run_backtest, write_backtest_report
+    from models.datafile import parse_field_map, read_labelled
+
+    s = app.settings
+    artifact = load_artifact(Path(model) if model else s.model_path)
+    rules = None if no_rules else _rules_hook()
+    records = read_labelled(Path(data), parse_field_map(fields), label_column, fmt or None)
+    result = await asyncio.to_thread(
+        run_backtest,
+        records,
+        artifact,
+        from_ms=parse_time(from_, "--from"),
+        until_ms=parse_time(until, "--until"),
+        label_delay_days=label_delay_days,
+        top_k=top_k,
+        tier_overrides=s.tier_overrides(),
+        rules=rules,
+        say=self.say,
+    )
+    json_path, html_path = write_backtest_report(
+        result, artifact, Path(out_dir), "backtest", f"Backtest of {artifact.version}"
+    )
+    if scores_out:
+        result.write_scores(Path(scores_out))
+    f = result.figures
+    tiers = ", ".join(
+        f"{t}: {v['transactions']} (precision {v['precision'] or 0:.2f})"
+        for t, v in f["tiers"].items()
+        if t != "MINIMAL"
+    )
+    self.say(
+        f"backtest of {artifact.version} on {f['transactions']:,} transactions "
+        f"({f['frauds']:,} frauds): AUC {f['auc_roc']:.4f}, AP {f['average_precision']:.4f}, "
+        f"card precision@{top_k} {f['card_precision_at_k']['mean']:.4f}; {tiers}. "
+        f"Report: {html_path} ({json_path})"
+    )
+
+
+def _rules_hook() -> Any:
+    """Return the configured AML rules and lists (VIGIL_RULES_PATH, ...) as a backtest hook."""
+    from models.aml.runtime import AmlRuntime
+    from models.backtest import rules_hook
+
+    return rules_hook(AmlRuntime.from_settings(app.settings).snapshot)
 
 
 class _Children:
@@ -230,6 +469,10 @@ async def demo(self: AppCommand, rate: float, duration: float) -> None:
             "simulate",
             "--rate",
             str(rate),
+            "--label-delay",
+            "30",
+            "--aml-rate",
+            "0.01",
             env=env,
             log_path=logs / "simulator.log",
         )
@@ -238,8 +481,12 @@ async def demo(self: AppCommand, rate: float, duration: float) -> None:
                 [
                     "Vigil demo is running:",
                     f"  embedded broker  {broker.bootstrap} (tansu, in memory)",
-                    f"  worker           http://{s.web_host}:{s.web_port}/  (metrics: /metrics)",
-                    f"  simulator        {rate:g} transactions/s with labelled fraud patterns",
+                    f"  web view         http://{s.web_host}:{s.web_port}/  (live alerts; "
+                    "accounts: /accounts/<id>; metrics: /metrics)",
+                    "  labelling        "
+                    + ("on (VIGIL_WEB_TOKEN)" if s.web_token else "off: set VIGIL_WEB_TOKEN"),
+                    f"  simulator        {rate:g} transactions/s with labelled fraud patterns; "
+                    "labels (all frauds, 5% of the rest) 30 s later",
                     f"  model            {s.model_path}",
                     f"  logs             {logs}/",
                     "Alerts are summarised below every few seconds. Ctrl-C stops everything.",

@@ -18,15 +18,17 @@ class VigilApp(faust.App):  # type: ignore[misc]
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         self.settings = settings
-        self.metrics = VigilMetrics()
+        self.metrics = VigilMetrics(drift_window=settings.drift_window)
         #: The served model (agents.pipeline.ServedModel), loaded when the agent starts.
         self.scoring_model: Any = None
+        #: AML rules and lists (models.aml.runtime.AmlRuntime), loaded when an agent starts.
+        self.aml_runtime: Any = None
         super().__init__(
             settings.app_id,
             broker=settings.broker_url,
             store="rocksdb://",
             datadir=str(settings.data_dir),
-            autodiscover=["agents", "tables", "monitoring"],
+            autodiscover=["agents", "tables", "monitoring", "app.web"],
             origin="app",
             key_serializer="raw",
             value_serializer="raw",
@@ -44,6 +46,8 @@ class VigilApp(faust.App):  # type: ignore[misc]
             logging_config=None,
             **kwargs,
         )
+        # Faust's own Prometheus sensor, on the same registry and /metrics page.
+        self.monitor = self.metrics.faust_monitor()
 
     def _new_transport(self) -> Any:
         from app.kafka_transport import VigilTransport
@@ -60,6 +64,32 @@ class VigilApp(faust.App):  # type: ignore[misc]
         """Return the topic that re-keys transactions by account for mis-keyed producers."""
         return self.topic(
             self.settings.topic_repartition,
+            partitions=self.settings.partitions,
+            internal=True,
+        )
+
+    @cached_property
+    def labels_topic(self) -> TopicT:
+        """Return the topic of analyst and back-office verdicts (keyed by tx_id)."""
+        return self.topic(self.settings.topic_labels, partitions=self.settings.partitions)
+
+    @cached_property
+    def labels_by_counterparty_topic(self) -> TopicT:
+        """Return labels re-keyed by counterparty, so each risk key has a single writer."""
+        return self.topic(
+            f"{self.settings.topic_labels}.by-counterparty",
+            partitions=self.settings.partitions,
+            internal=True,
+        )
+
+    @cached_property
+    def by_counterparty_topic(self) -> TopicT:
+        """Return the topic that re-keys transactions by counterparty for the fan-in rules.
+
+        Co-partitioned with the fan-in table: same partition count as every other topic.
+        """
+        return self.topic(
+            self.settings.topic_by_counterparty,
             partitions=self.settings.partitions,
             internal=True,
         )

@@ -140,6 +140,10 @@ def faust_count_rate(broker: EmbeddedBroker, topic: str, n: int, work: Path) -> 
     return float(doc["n"] / (doc["last"] - doc["first"]))
 
 
+#: Extra ``VIGIL_*`` settings for the measured worker (``--set``), e.g. a batch linger to try.
+WORKER_SETTINGS: dict[str, str] = {}
+
+
 def vigil_env(broker: EmbeddedBroker, model: Path, work: Path, topic: str) -> dict[str, str]:
     """Return a worker environment with its own app id and output topics, reading ``topic``."""
     env = isolated_env(broker, model, work / f"vigil-{uuid.uuid4().hex[:6]}")
@@ -148,6 +152,7 @@ def vigil_env(broker: EmbeddedBroker, model: Path, work: Path, topic: str) -> di
         VIGIL_FETCH_MAX_WAIT_MS=str(FETCH_WAIT_MS),
         VIGIL_TOPIC_TRANSACTIONS=topic,
     )
+    env.update(WORKER_SETTINGS)
     return env
 
 
@@ -346,6 +351,13 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="artifact to serve")
     parser.add_argument("--latency-only", action="store_true", help="skip the throughput part")
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="VIGIL_X=VALUE",
+        help="extra setting for the measured Vigil worker (repeatable)",
+    )
+    parser.add_argument(
         "--relay", nargs=3, metavar=("BOOTSTRAP", "SRC", "DST"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -353,6 +365,11 @@ def main() -> None:
         asyncio.run(relay(*args.relay))
         return
 
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("VIGIL_"):
+            parser.error(f"--set {item!r}: expected VIGIL_NAME=VALUE")
+        WORKER_SETTINGS[name] = value
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     print(f"work dir {work} (logs)")
     model = ensure_model(work, args.model)

@@ -21,6 +21,18 @@ from models.features import FEATURE_NAMES
 ARTIFACT_FORMAT = 1
 
 
+def code_version() -> str:
+    """Return the installed Vigil version and a digest of the feature list it computes."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package = version("vigil-aml")
+    except PackageNotFoundError:
+        package = "unknown"
+    features = hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:8]
+    return f"{package}+features.{features}"
+
+
 class ArtifactError(ValueError):
     """The artifact cannot be served by this code (missing, corrupt, or other features)."""
 
@@ -42,6 +54,8 @@ class ModelArtifact:
     params: dict[str, Any] = field(default_factory=dict)
     #: Histogram of validation scores, the reference for drift monitoring.
     score_distribution: dict[str, list[float]] = field(default_factory=dict)
+    #: Vigil version and feature-list digest of the code that trained it.
+    code_version: str = field(default_factory=code_version)
 
     def to_bytes(self) -> bytes:
         """Serialize the artifact (booster embedded as a JSON object)."""
@@ -56,6 +70,7 @@ class ModelArtifact:
             "trained_at": self.trained_at,
             "params": self.params,
             "score_distribution": self.score_distribution,
+            "code_version": self.code_version,
             "booster": orjson.Fragment(self.booster_json),
         }
         return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -121,6 +136,7 @@ def load_artifact(path: Path, expected_features: tuple[str, ...] = FEATURE_NAMES
         trained_at=doc.get("trained_at", ""),
         params=doc.get("params", {}),
         score_distribution=doc.get("score_distribution", {}),
+        code_version=str(doc.get("code_version", "unknown")),
     )
 
 

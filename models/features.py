@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from models.counterparty_risk import RISK_FEATURE_NAMES, CounterpartyRisk, risk_features
 from models.transaction import Transaction
 
 STATE_FORMAT = 3
@@ -82,6 +83,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "balance_drain_ratio",
     "amount_to_balance",
     "type_code",
+    *RISK_FEATURE_NAMES,
 )
 N_FEATURES = len(FEATURE_NAMES)
 NAN = float("nan")
@@ -205,8 +207,13 @@ def is_replay(state: AccountState, tx: Transaction) -> bool:
     return tx_hash(tx.tx_id) in state.seen
 
 
-def update_account(state: AccountState | None, tx: Transaction) -> tuple[list[float], AccountState]:
+def update_account(
+    state: AccountState | None, tx: Transaction, cp_risk: CounterpartyRisk | None = None
+) -> tuple[list[float], AccountState]:
     """Compute the features of ``tx`` and return them with the state that includes it.
+
+    ``cp_risk`` is the risk state of the transaction's counterparty (labels that arrived so
+    far, see :mod:`models.counterparty_risk`); it is read, never changed.
 
     The input state is updated in place and returned. Replays are recognised by ``tx_id``
     only, not by source offset: offsets restart when a topic is recreated (the embedded
@@ -298,6 +305,7 @@ def update_account(state: AccountState | None, tx: Transaction) -> tuple[list[fl
         drain,
         to_balance,
         float(type_code) if type_code >= 0 else NAN,
+        *risk_features(cp_risk if tx.counterparty_id is not None else None, ts),
     ]
 
     h = tx_hash(tx.tx_id)

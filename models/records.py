@@ -29,22 +29,33 @@ def scored_record(
     rules: Sequence[dict[str, str]],
     scored_ts_ms: int,
     duplicate: bool = False,
+    challenger: dict[str, Any] | None = None,
 ) -> bytes:
-    """Serialize the ``transactions.scored`` record of one transaction."""
-    return orjson.dumps(
-        {
-            "schema_version": SCHEMA_VERSION,
-            "tx_id": tx.tx_id,
-            "account_id": tx.account_id,
-            "score": round(score, 6),
-            "tier": tier,
-            "model_version": model_version,
-            "rules": rules,
-            "event_ts": tx.ts_ms,
-            "scored_ts": scored_ts_ms,
-            "replayed": duplicate,
-        }
-    )
+    """Serialize the ``transactions.scored`` record of one transaction.
+
+    ``challenger`` is the shadow model's verdict (see :func:`challenger_record`); it is
+    recorded for comparison and never alerted on.
+    """
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "tx_id": tx.tx_id,
+        "account_id": tx.account_id,
+        "score": round(score, 6),
+        "tier": tier,
+        "model_version": model_version,
+        "rules": rules,
+        "event_ts": tx.ts_ms,
+        "scored_ts": scored_ts_ms,
+        "replayed": duplicate,
+    }
+    if challenger is not None:
+        record["challenger"] = challenger
+    return orjson.dumps(record)
+
+
+def challenger_record(model_version: str, score: float, tier: str) -> dict[str, Any]:
+    """Return the JSON form of a challenger's score of one transaction."""
+    return {"model_version": model_version, "score": round(score, 6), "tier": tier}
 
 
 def alert_record(

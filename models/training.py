@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +27,8 @@ import orjson
 import xgboost as xgb
 
 from models.artifact import ModelArtifact, load_artifact
-from models.features import FEATURE_NAMES, N_FEATURES, AccountState, update_account
+from models.features import FEATURE_NAMES, N_FEATURES
+from models.replay import DAY_MS, DEFAULT_LABEL_DELAY_DAYS, Replayer, ReplayStep
 from models.scorer import Scorer
 from models.simulator import SimulatedTx, Simulator, simulate_history
 from models.transaction import Transaction, ValidationError, transaction_from_dict
@@ -43,6 +44,7 @@ DEFAULT_DAYS = 10.0
 DEFAULT_SERVING_SAMPLE = 60_000
 SERVING_RATE_PER_S = 200.0
 N_SCORE_BINS = 20
+PROGRESS_EVERY = 100_000
 
 Record = SimulatedTx | tuple[Mapping[str, Any], int]
 
@@ -56,6 +58,8 @@ class Dataset:
     ts_ms: npt.NDArray[np.int64]
     patterns: tuple[str, ...]
     data_hash: str
+    accounts: tuple[str, ...] = ()
+    tx_ids: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -66,11 +70,22 @@ def canonical_record(tx: Mapping[str, Any], label: int) -> bytes:
     return orjson.dumps([tx, label], option=orjson.OPT_SORT_KEYS) + b"\n"
 
 
-def build_dataset(records: Iterable[Record]) -> Dataset:
-    """Validate, order by event time and replay records through ``update_account``.
+def build_dataset(
+    records: Iterable[Record],
+    *,
+    label_delay_days: float | None = DEFAULT_LABEL_DELAY_DAYS,
+    progress: Callable[[int], None] | None = None,
+    until_ms: int | None = None,
+    on_step: Callable[[int, Transaction, ReplayStep], None] | None = None,
+) -> Dataset:
+    """Validate, order by event time and replay records as the stream would.
 
     Accepts :class:`SimulatedTx` or ``(tx_dict, label)`` pairs. An invalid transaction is an
-    error here (training data must be clean), reported with its position and field.
+    error here (training data must be clean), reported with its position and field. Each
+    label reaches the counterparty-risk state ``label_delay_days`` after its transaction
+    (``None``: never, as on a fresh worker). ``progress`` is called with the rows done.
+    Rows at or after ``until_ms`` are left out. ``on_step(row, tx, step)`` sees every row
+    as it is replayed (the backtest runs the AML rules there, on the same state).
     """
     parsed: list[tuple[Transaction, int, str, Mapping[str, Any]]] = []
     for i, rec in enumerate(records):
@@ -86,22 +101,33 @@ def build_dataset(records: Iterable[Record]) -> Dataset:
             tx = transaction_from_dict(doc)
         except ValidationError as exc:
             raise ValueError(f"record {i}: invalid transaction ({exc})") from exc
+        if until_ms is not None and tx.ts_ms >= until_ms:
+            continue
         parsed.append((tx, int(label), pattern, doc))
     parsed.sort(key=lambda r: r[0].ts_ms)  # stable: ties keep their input order
 
     hasher = hashlib.sha256()
-    states: dict[str, AccountState] = {}
+    delay = None if label_delay_days is None else int(label_delay_days * DAY_MS)
+    replayer = Replayer(label_delay_ms=delay)
     flat = array("d")  # raw doubles: a list of float objects would cost 4x the memory
     labels: list[int] = []
     ts: list[int] = []
     patterns: list[str] = []
-    for tx, label, pattern, doc in parsed:
+    accounts: list[str] = []
+    tx_ids: list[str] = []
+    for i, (tx, label, pattern, doc) in enumerate(parsed):
         hasher.update(canonical_record(doc, label))
-        feats, states[tx.account_id] = update_account(states.get(tx.account_id), tx)
-        flat.extend(feats)
+        step = replayer.step(tx, label)
+        flat.extend(step.features)
+        if on_step is not None:
+            on_step(i, tx, step)
         labels.append(label)
         ts.append(tx.ts_ms)
         patterns.append(pattern)
+        accounts.append(tx.account_id)
+        tx_ids.append(tx.tx_id)
+        if progress is not None and (i + 1) % PROGRESS_EVERY == 0:
+            progress(i + 1)
     n = len(labels)
     return Dataset(
         features=np.frombuffer(flat, dtype=np.float64).astype(np.float32).reshape(n, N_FEATURES),
@@ -109,6 +135,8 @@ def build_dataset(records: Iterable[Record]) -> Dataset:
         ts_ms=np.asarray(ts, dtype=np.int64),
         patterns=tuple(patterns),
         data_hash=hasher.hexdigest(),
+        accounts=tuple(accounts),
+        tx_ids=tuple(tx_ids),
     )
 
 
@@ -313,6 +341,45 @@ def time_split(dataset: Dataset, valid_fraction: float) -> int:
     return cut
 
 
+def period_split(
+    ts_ms: npt.NDArray[np.int64],
+    *,
+    from_ms: int | None = None,
+    until_ms: int | None = None,
+    valid_days: float | None = None,
+    gap_days: float = 0.0,
+    valid_fraction: float = 0.25,
+) -> tuple[slice, slice]:
+    """Return the train and validation rows of a time-ordered dataset.
+
+    Training covers ``[from, valid_start - gap)`` and validation ``[valid_start, until)``,
+    where ``valid_start = until - valid_days`` (by default the latest ``valid_fraction`` of
+    the period). Rows before ``from`` only warm up the state; the gap keeps the validation
+    period from sharing bursts (and delayed labels) with the end of training.
+    """
+    if ts_ms.size == 0:
+        raise ValueError("no transactions to train on")
+    lo_ms = int(ts_ms[0]) if from_ms is None else from_ms
+    hi_ms = int(ts_ms[-1]) + 1 if until_ms is None else until_ms
+    if hi_ms <= lo_ms:
+        raise ValueError("--until must be after --from")
+    span = hi_ms - lo_ms
+    valid_ms = int(valid_days * DAY_MS) if valid_days is not None else int(span * valid_fraction)
+    gap_ms = int(gap_days * DAY_MS)
+    if valid_ms <= 0 or valid_ms + gap_ms >= span:
+        raise ValueError(
+            f"the period ({span / DAY_MS:.2f} days) is too short for {valid_ms / DAY_MS:.2f} "
+            f"validation days plus a {gap_days:g}-day gap"
+        )
+    valid_start = hi_ms - valid_ms
+    first, train_end, valid_first, end = np.searchsorted(
+        ts_ms, [lo_ms, valid_start - gap_ms, valid_start, hi_ms]
+    ).tolist()
+    if train_end <= first or end <= valid_first:
+        raise ValueError("the training or the validation period holds no transactions")
+    return slice(first, train_end), slice(valid_first, end)
+
+
 def train_model(
     dataset: Dataset,
     *,
@@ -329,6 +396,7 @@ def train_model(
     extra_params: Mapping[str, Any] | None = None,
     version_prefix: str = "sim-",
     serving: Dataset | None = None,
+    split: tuple[slice, slice] | None = None,
 ) -> ModelArtifact:
     """Train, calibrate and pick tier thresholds; return an unsaved artifact.
 
@@ -341,9 +409,12 @@ def train_model(
     same data trained the same way always gets the same name.
     """
     started = time.perf_counter()
-    cut = time_split(dataset, valid_fraction)
+    if split is None:
+        cut = time_split(dataset, valid_fraction)
+        split = (slice(0, cut), slice(cut, len(dataset)))
+    train_rows, valid_rows = split
     x, y = dataset.features, dataset.labels
-    x_tr, y_tr, x_va, y_va = x[:cut], y[:cut], x[cut:], y[cut:]
+    x_tr, y_tr, x_va, y_va = x[train_rows], y[train_rows], x[valid_rows], y[valid_rows]
     pos_tr, pos_va = int(y_tr.sum()), int(y_va.sum())
     if pos_tr == 0 or pos_va == 0 or pos_tr == y_tr.size or pos_va == y_va.size:
         raise ValueError(
@@ -402,7 +473,7 @@ def train_model(
     thresholds, tiers = choose_tiers(y_cal, cal_scores, targets)
     counts, edges = np.histogram(cal_scores, bins=N_SCORE_BINS, range=(0.0, 1.0))
 
-    patterns_va = np.asarray(dataset.patterns[cut:])
+    patterns_va = np.asarray(dataset.patterns[valid_rows])
     recall_by_pattern: dict[str, dict[str, float]] = {}
     for pattern in sorted(set(patterns_va[y_va == 1].tolist())):
         mask = patterns_va == pattern
@@ -430,7 +501,8 @@ def train_model(
         "positives": {"train": pos_tr, "valid": pos_va},
         "best_iteration": best_iteration,
         "best_valid_aucpr": best_aucpr,
-        "valid_period_ms": [int(dataset.ts_ms[cut]), int(dataset.ts_ms[-1])],
+        "train_period_ms": [int(dataset.ts_ms[train_rows][0]), int(dataset.ts_ms[train_rows][-1])],
+        "valid_period_ms": [int(dataset.ts_ms[valid_rows][0]), int(dataset.ts_ms[valid_rows][-1])],
         "thresholds_from": "validation" if serving is None else "serving sample",
         "train_seconds": round(time.perf_counter() - started, 3),
     }
@@ -482,7 +554,7 @@ def serving_sample(
 ) -> Dataset:
     """Return a simulated live stream featurised from empty state, as a new worker sees it."""
     live = Simulator(seed=seed + 1, fraud_rate=fraud_rate).events(start_ms, SERVING_RATE_PER_S)
-    return build_dataset(next(live) for _ in range(n))
+    return build_dataset((next(live) for _ in range(n)), label_delay_days=None)
 
 
 def train_default(

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from models.features import FEATURE_NAMES, update_account
-from models.records import alert_record, rule_hit, scored_record
+from models.records import alert_record, challenger_record, rule_hit, scored_record
 from models.scorer import Reason
 from models.simulator import PATTERNS, Simulator, simulate_history
 from models.transaction import ValidationError, transaction_from_dict
@@ -363,10 +363,16 @@ def test_an_alert_matches_the_schema_and_names_every_field() -> None:
 def test_a_scored_record_matches_the_schema_and_names_every_field(tier: str, replayed: bool):
     tx = _first_transaction()
     rules = [rule_hit("new-beneficiary", "MEDIUM", "first transfer to this beneficiary")]
-    record = orjson.loads(scored_record(tx, 0.2, tier, "sim-0123456789", rules, 1, replayed))
+    shadow = challenger_record("sim-challenger", 0.35, "LOW")
+    record = orjson.loads(
+        scored_record(tx, 0.2, tier, "sim-0123456789", rules, 1, replayed, challenger=shadow)
+    )
     schema = load_schema("scored")
     assert schema_errors(record, schema) == []
     assert set(record) == set(schema["properties"])
+    without = orjson.loads(scored_record(tx, 0.2, tier, "sim-0123456789", rules, 1, replayed))
+    assert "challenger" not in without and schema_errors(without, schema) == []
+    assert schema_errors({**record, "challenger": {"score": 0.1}}, schema) != []
     assert record["event_ts"] == tx.ts_ms and record["replayed"] is replayed
     assert schema_errors({**record, "tier": "SEVERE"}, schema) != []
     assert schema_errors({**record, "rules": [{"rule_id": "x"}]}, schema) != []

@@ -1,0 +1,41 @@
+"""Per-counterparty risk from delayed labels, readable by every worker.
+
+A :func:`faust.App.GlobalTable`: every worker holds all of it, because transactions are
+partitioned by *account* and any account can pay any counterparty. Only the
+counterparty-risk agent writes it, from labels re-keyed by counterparty, so each key has one
+writer; the other workers apply its changelog as standby updates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import app
+from models.counterparty_risk import CounterpartyRisk
+
+counterparty_risk_table = app.GlobalTable(
+    "counterparty_risk",
+    partitions=app.settings.partitions,
+    key_type=bytes,
+    value_type=bytes,
+    help="Labelled transactions and confirmed frauds per counterparty_id, by label day.",
+)
+
+
+class CounterpartyRiskStore:
+    """Typed read access to the global counterparty-risk table."""
+
+    def __init__(self, table: Any = counterparty_risk_table) -> None:
+        self.table = table
+
+    def get(self, counterparty_id: str) -> CounterpartyRisk | None:
+        """Return the counterparty's risk state, if any label about it has arrived."""
+        raw = self.table.get(counterparty_id.encode())
+        return None if raw is None else CounterpartyRisk.from_bytes(bytes(raw))
+
+    def estimate_keys(self) -> int:
+        """Return RocksDB's estimate of the keys held locally (all partitions)."""
+        total = 0
+        for db in list(self.table.data._dbs.values()):
+            total += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+        return total
