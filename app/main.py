@@ -42,7 +42,7 @@ class VigilApp(faust.App):  # type: ignore[misc]
             web_host=settings.web_host,
             web_bind=settings.web_host,
             web_port=settings.web_port,
-            web_transport=f"tcp://{settings.web_host}:{settings.web_port}",
+            canonical_url=settings.web_url,
             logging_config=None,
             **kwargs,
         )

@@ -32,6 +32,9 @@ class Settings:
     data_dir: Path = Path(".vigil-data")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    #: Host other workers use to reach this one (table_route forwarding); empty = web_host.
+    #: Needed when web_host is 0.0.0.0, e.g. the container's service name.
+    web_advertised_host: str = ""
     model_path: Path = DEFAULT_MODEL_PATH
     #: Optional challenger artifact scored beside the champion (never alerts).
     challenger_model_path: Path | None = None
@@ -95,6 +98,11 @@ class Settings:
             "MEDIUM": self.topic_alerts_medium,
             "LOW": self.topic_alerts_low,
         }
+
+    @property
+    def web_url(self) -> str:
+        """Return the URL other workers reach this worker's web server at."""
+        return f"http://{self.web_advertised_host or self.web_host}:{self.web_port}"
 
     @property
     def is_embedded_broker(self) -> bool:

@@ -222,3 +222,9 @@ def test_every_described_variable_is_accepted() -> None:
         if default == "None":  # optional overrides without a default value
             continue
         assert load_settings({name: default}) == Settings(), name
+
+
+def test_the_advertised_web_url_defaults_to_the_bind_host() -> None:
+    assert load_settings({}).web_url == "http://127.0.0.1:6066"
+    s = load_settings({"VIGIL_WEB_HOST": "0.0.0.0", "VIGIL_WEB_ADVERTISED_HOST": "worker-1"})
+    assert s.web_url == "http://worker-1:6066"
