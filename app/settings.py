@@ -75,7 +75,9 @@ class Settings:
     tier_low: float | None = None
 
     batch_size: int = 500
-    batch_linger_ms: float = 5.0
+    #: Under load a batch holds what Faust's stream delivers in this time; 5 ms gave batches of
+    #: ~20 and a saturated worker at 2,000 tx/s (fixed per-batch costs), 20 ms ~40-110.
+    batch_linger_ms: float = 20.0
     max_message_bytes: int = 65536
     reasons_top_k: int = 3
 

@@ -332,12 +332,16 @@ def raw_two_hop_latency(
 def ensure_model(work: Path, given: str | None) -> Path:
     """Return the model to serve: ``--model``, else the default artifact, else train one."""
     from app.settings import DEFAULT_MODEL_PATH
+    from models.artifact import ArtifactError, load_artifact
     from models.training import train_default
 
     if given:
         return Path(given)
-    if DEFAULT_MODEL_PATH.exists():
+    try:
+        load_artifact(DEFAULT_MODEL_PATH)  # present and trained on this code's features
         return DEFAULT_MODEL_PATH
+    except ArtifactError:
+        pass
     path = work / "model.json"
     train_default(path)
     return path
