@@ -401,9 +401,11 @@ async def _print_alerts(bootstrap: str, say: Any) -> None:
                     f"{r['feature']}={r['value']} ({r['contribution']:+.2f})"
                     for r in last["reasons"]
                 )
+                rules = ", ".join(r["rule_id"] for r in last.get("rules", []))
                 say(
                     f"alerts so far {totals} | latest {last['tier']} {last['tx_id']} "
                     f"account {last['account_id']} score {last['score']:.3f}: {why}"
+                    + (f" | rules: {rules}" if rules else "")
                 )
     finally:
         await consumer.stop()

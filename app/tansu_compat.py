@@ -18,6 +18,7 @@ Quirks avoided by configuration rather than code (see README):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -36,8 +37,8 @@ async def fetch_high_watermarks(client_consumer: Any, tps: list[Any]) -> dict[An
         fetch_max_wait_ms=50,
         max_partition_fetch_bytes=1,
     )
-    await probe.start()
     try:
+        await probe.start()
         ktps = [aiokafka.TopicPartition(tp.topic, tp.partition) for tp in tps]
         probe.assign(ktps)
         await probe.seek_to_beginning(*ktps)
@@ -52,7 +53,9 @@ async def fetch_high_watermarks(client_consumer: Any, tps: list[Any]) -> dict[An
                 break
         return marks
     finally:
-        await probe.stop()
+        # Shielded: a worker shutting down cancels its callers, and a half-stopped probe
+        # would leak its connections ("Unclosed AIOKafkaConsumer").
+        await asyncio.shield(probe.stop())
 
 
 async def corrected_end_offsets(client_consumer: Any, offsets: Mapping[Any, int]) -> dict[Any, int]:
@@ -65,6 +68,6 @@ async def corrected_end_offsets(client_consumer: Any, offsets: Mapping[Any, int]
     for tp, hw in marks.items():
         end = offsets[tp]
         if end is None or hw > end:
-            log.info("tansu end offset corrected", extra={"tp": str(tp), "listed": end, "hw": hw})
+            log.debug("tansu end offset corrected", extra={"tp": str(tp), "listed": end, "hw": hw})
             corrected[tp] = hw
     return corrected
