@@ -110,8 +110,7 @@ class FanInPipeline:
             replay = fanin.is_replay(state, tx)
             hits, state = fanin.evaluate(state, tx, replay)
             states[slot] = state
-            if not replay:
-                dirty.add(slot)
+            dirty.add(slot)  # replays too: the changelog may be behind the local database
             if hits and fwd.alerts:
                 tier = escalate(fwd.tier, [h.tier for h in hits])
                 rules = [*fwd.rules, *(h.to_dict() for h in hits)]

@@ -32,6 +32,10 @@ class BatchSender:
         for topic in topics:
             await self._producer.client._wait_on_metadata(topic)
 
+    def partition_count(self, topic: str) -> int:
+        """Return the partition count of a prepared topic."""
+        return len(self._producer.client.cluster.partitions_for_topic(topic) or ())
+
     def partition_for(self, topic: str, key: bytes) -> int:
         """Return the partition the producer's default (murmur2) partitioner picks."""
         return int(self._producer._partition(topic, None, None, None, key, None))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from agents.counterparties import aml_runtime
@@ -30,7 +31,9 @@ async def _start_pipeline() -> TransactionPipeline:
     changelog = str(accounts_table.changelog_topic.get_topic_name())
     await app.by_counterparty_topic.maybe_declare()  # fan-in stage (AML, issue 4)
     forward = settings.topic_by_counterparty
-    await sender.prepare([*names, settings.topic_repartition, changelog, forward])
+    inputs = [settings.topic_transactions, settings.topic_repartition]
+    await sender.prepare([*inputs, *names, changelog, forward])
+    check_partition_counts(sender, [*inputs, *names, changelog, forward])
     return TransactionPipeline(
         settings,
         watcher,
@@ -42,6 +45,30 @@ async def _start_pipeline() -> TransactionPipeline:
     )
 
 
+def check_partition_counts(sender: BatchSender, topics: list[str]) -> None:
+    """Refuse to run unless every topic has ``VIGIL_PARTITIONS`` partitions.
+
+    Outputs, the table and its changelog use the input message's partition number, so an
+    input topic with another count (auto-created with the broker's ``num.partitions``, or
+    partitions added to scale out) would crash-loop or split an account's state.
+    """
+    wrong = {t: n for t in topics if (n := sender.partition_count(t)) != settings.partitions}
+    if wrong:
+        # A configuration error: stop the whole worker (an agent's exception would only
+        # restart the agent) with the sysexits code for it.
+        log.critical(
+            "topics must all have VIGIL_PARTITIONS=%d partitions, these differ: %s; "
+            "recreate them or set VIGIL_PARTITIONS to match",
+            settings.partitions,
+            wrong,
+        )
+        logging.shutdown()
+        os._exit(78)
+
+
+#: Both agents hold this while they score and hand over a batch, so an account that arrives
+#: on both topics never has an older changelog record sent after a newer one.
+_batch_lock = asyncio.Lock()
 _watcher: ModelWatcher | None = None
 
 
@@ -80,7 +107,8 @@ async def _run(stream: Any) -> None:
     linger_s = settings.batch_linger_ms / 1000.0
     async for events in stream.take_events(settings.batch_size, within=linger_s):
         try:
-            await pipeline.process(messages_from_events(events))
+            async with _batch_lock:
+                await pipeline.process(messages_from_events(events))
         except Exception as exc:
             # take_events acks the batch even when the body raises; stopping the process
             # here keeps those offsets from being committed. Bad input never gets here

@@ -123,12 +123,19 @@ class AlertFeed:
         last minute's latency.
         """
         alert_id = alert["alert_id"]
-        fresh = alert_id not in self._alerts
+        old = self._alerts.get(alert_id)
         self._alerts[alert_id] = alert
         self._alerts.move_to_end(alert_id)
         while len(self._alerts) > self.capacity:
             self._alerts.popitem(last=False)
-        if not fresh:
+        if old is not None:
+            # The same transaction again: a redelivery (nothing to show) or the fan-in
+            # stage's escalation, which supersedes the first alert and must reach the page.
+            if old.get("tier") != alert.get("tier") or old.get("rules") != alert.get("rules"):
+                if old.get("tier") in self.tier_totals:
+                    self.tier_totals[old["tier"]] -= 1
+                self.tier_totals[alert["tier"]] += 1
+                self._publish({"event": "alert", "data": summary(alert)})
             return False
         self.tier_totals[alert["tier"]] += 1
         event_ts, scored_ts = alert.get("event_ts"), alert.get("scored_ts")

@@ -146,6 +146,22 @@ class AccountApi(WebView):
         )
 
 
+async def _read_body(req: Any, max_bytes: int) -> bytes:
+    """Read the body until its end or one byte past ``max_bytes`` (chunked bodies too).
+
+    ``content.read(n)`` returns what is buffered, so one call can stop at a TCP segment.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while size <= max_bytes:
+        chunk = await req.content.read(max_bytes + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 @app.page("/api/labels")
 class LabelApi(WebView):
     """``POST /api/labels``: an analyst's verdict, sent to the labels topic (token required)."""
@@ -157,7 +173,7 @@ class LabelApi(WebView):
         try:
             api.check_token(req.headers.get("Authorization"), settings.web_token)
             api.check_body(req.content_type, req.content_length, settings.web_max_body_bytes)
-            body = await req.content.read(settings.web_max_body_bytes + 1)
+            body = await _read_body(req, settings.web_max_body_bytes)
             doc = api.decode_json_object(body, settings.web_max_body_bytes)
             tx_id = doc.get("tx_id")
             alert = feed.get(tx_id) if isinstance(tx_id, str) else None

@@ -2,9 +2,10 @@
 
 **Account rules** (:class:`RuleEngine`) keep their state in ``AccountState.aml``, stored with
 the velocity state in the same table value, as the JSON list
-``[AML_FORMAT, last_tx_hash, last_gap_s, {rule_id: buckets}]``. **Counterparty rules**
+``[AML_FORMAT, last_tx_hash, last_gap_s, {"rule_id@width": buckets}]``. **Counterparty rules**
 (:class:`FanInEngine`) keep theirs per counterparty as
-``[CP_FORMAT, [recent tx hashes], {rule_id: [[sender_crc, last_ts_ms], ...]}, {rule_id: buckets}]``.
+``[CP_FORMAT, [recent tx hashes], {key: [[sender_crc, last_ts_ms], ...]}, {key: buckets}]``,
+where ``key`` is ``"<rule_id>@<bucket width>"`` (a reload that changes the width restarts it).
 
 Bounded: a rule's buckets are ``[index, value...]`` lists, hourly for windows up to 72 h and
 daily beyond, and buckets that leave the window are dropped; fan-in keeps at most
@@ -48,6 +49,19 @@ def _grain(window_hours: int) -> tuple[int, int]:
     if window_hours <= 72:
         return HOUR_MS, window_hours
     return DAY_MS, math.ceil(window_hours / 24)
+
+
+def _state_key(rule: Rule) -> str:
+    """Return the key of a rule's state: its id and bucket width.
+
+    A reload that moves ``window_hours`` across 72 h changes the bucket width; old buckets
+    would then be misread, so the state starts afresh under the new key (and the old one is
+    dropped as unknown).
+    """
+    window = rule.params.get("window_hours")
+    if window is None:
+        return rule.id
+    return f"{rule.id}@{_grain(window)[0] // HOUR_MS}h"
 
 
 def _bucket_add(buckets: list[list[float]], idx: int, values: Sequence[float], slots: int) -> None:
@@ -109,7 +123,7 @@ def _structuring(
         return None
     width, slots = _grain(p["window_hours"])
     idx = tx.ts_ms // width
-    buckets = st.setdefault(rule.id, [])
+    buckets = st.setdefault(_state_key(rule), [])
     if not replay:
         _bucket_add(buckets, idx, (1.0, amount), slots)
     count, total = _bucket_sum(buckets, idx, slots, 2)
@@ -144,7 +158,7 @@ def _structuring_total(
     piece = amount < threshold
     width, slots = _grain(p["window_hours"])
     idx = tx.ts_ms // width
-    buckets = st.setdefault(rule.id, [])
+    buckets = st.setdefault(_state_key(rule), [])
     if not replay:
         _bucket_add(buckets, idx, (1.0, amount, 0.0) if piece else (0.0, 0.0, 1.0), slots)
     if not piece:
@@ -177,7 +191,7 @@ def _pass_through(
         return None
     width, slots = _grain(p["window_hours"])
     idx = tx.ts_ms // width
-    buckets = st.setdefault(rule.id, [])
+    buckets = st.setdefault(_state_key(rule), [])
     amount = tx.amount
     if not replay:
         _bucket_add(buckets, idx, (amount if is_in else 0.0, amount if is_out else 0.0), slots)
@@ -214,7 +228,7 @@ def _fan_out(
         return None
     width, slots = _grain(p["window_hours"])
     idx = tx.ts_ms // width
-    buckets = st.setdefault(rule.id, [])
+    buckets = st.setdefault(_state_key(rule), [])
     if not replay:
         _bucket_add(buckets, idx, (1.0, tx.amount), slots)
     count, total = _bucket_sum(buckets, idx, slots, 2)
@@ -296,7 +310,7 @@ class RuleEngine:
     def __init__(self, rulebook: Rulebook) -> None:
         self.rulebook = rulebook
         self._rules = [(r, _ACCOUNT_CHECKS[r.kind]) for r in rulebook.account_rules]
-        self._ids = frozenset(r.id for r in rulebook.account_rules)
+        self._ids = frozenset(_state_key(r) for r in rulebook.account_rules)
 
     def evaluate(
         self, aml: list[Any], tx: Transaction, features: Sequence[float], replay: bool = False
@@ -379,12 +393,12 @@ class FanInEngine:
         hits: list[RuleHit] = []
         ids = set()
         for rule in self.rules:
-            ids.add(rule.id)
+            ids.add(_state_key(rule))
             p = rule.params
             if tx.amount < p["min_amount"] or not _type_ok(p["types"], tx):
                 continue
-            senders = senders_by_rule.setdefault(rule.id, [])
-            buckets = buckets_by_rule.setdefault(rule.id, [])
+            senders = senders_by_rule.setdefault(_state_key(rule), [])
+            buckets = buckets_by_rule.setdefault(_state_key(rule), [])
             window_ms = p["window_hours"] * HOUR_MS
             width, slots = _grain(p["window_hours"])
             idx = ts // width

@@ -3,9 +3,13 @@ does not, and the explanation with the actual numbers."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import orjson
 
+from models.aml import RuleEngine
 from models.aml.engine import MAX_SENDERS
+from models.aml.rulebook import Rulebook
 from models.features import AccountState
 from tests.unit.aml_support import (
     DAY,
@@ -164,12 +168,12 @@ def test_fan_in_state_is_bounded() -> None:
     for i in range(MAX_SENDERS + 50):
         r.feed(tx(f"s{i}", T0 + i * 1000, 400, type="TRANSFER", counterparty_id="busy"))
     state = r.cps["busy"]
-    assert len(state[2]["fan_in_mule"]) == MAX_SENDERS
+    assert len(state[2]["fan_in_mule@1h"]) == MAX_SENDERS
     assert len(state[1]) <= 64
-    assert len(state[3]["fan_in_mule"]) <= 24
+    assert len(state[3]["fan_in_mule@1h"]) <= 24
     # Much later, the old senders fall out of the window.
     r.feed(tx("late", T0 + 3 * DAY, 400, type="TRANSFER", counterparty_id="busy"))
-    assert len(r.cps["busy"][2]["fan_in_mule"]) == 1
+    assert len(r.cps["busy"][2]["fan_in_mule@1h"]) == 1
 
 
 def test_dormant_reactivation() -> None:
@@ -275,11 +279,11 @@ def test_aml_state_is_bounded_and_round_trips_through_the_table_value() -> None:
 def test_state_of_a_removed_rule_is_dropped() -> None:
     r = Replayer(default_rulebook())
     r.feed(cash("a", T0, 9_500))
-    assert "structuring_24h" in r.accounts["a"].aml[3]
+    assert "structuring_24h@1h" in r.accounts["a"].aml[3]
     r2 = Replayer(only("round_amount"))
     r2.accounts = r.accounts
     r2.feed(cash("a", T0 + 1, 9_500))
-    assert "structuring_24h" not in r.accounts["a"].aml[3]
+    assert not [k for k in r.accounts["a"].aml[3] if k.startswith("structuring_24h")]
 
 
 def test_a_hit_never_lowers_the_tier() -> None:
@@ -307,3 +311,22 @@ def test_fan_in_counts_senders_arriving_out_of_event_time_order() -> None:
     assert hits[-1][0].explanation == "7 distinct senders paid mule in 24 h, total 2,800"
     # A straggler from long before the current window is not counted or alerted.
     assert not r.feed(tx("old", T0 - 2 * DAY, 400, type="TRANSFER", counterparty_id="mule"))
+
+
+def test_a_reloaded_window_across_72_hours_starts_its_state_afresh() -> None:
+    """Hourly buckets read as daily ones would drop every new deposit: the state resets."""
+    hourly = only("structuring_24h")
+    rule = hourly.rules[0]
+    daily_rule = dataclasses.replace(rule, params={**rule.params, "window_hours": 96})
+    daily = Rulebook((daily_rule,), "test")
+    r = Replayer(hourly)
+    r.feed_all([cash("a", T0 + i * HOUR, 9_500) for i in range(2)])  # history under 24 h
+    r.engine = RuleEngine(daily)  # the reload
+    later = [cash("a", T0 + 10 * DAY + i * HOUR, 9_500) for i in range(3)]
+    hits = r.feed_all(later)
+    assert "structuring_24h" in ids(hits[-1])
+    assert "structuring_24h@24h" in r.accounts["a"].aml[3]
+    assert "structuring_24h@1h" not in r.accounts["a"].aml[3]
+    # Fresh state (what a backtest starts with) agrees.
+    fresh = Replayer(daily)
+    assert [ids(h) for h in fresh.feed_all(later)] == [ids(h) for h in hits]

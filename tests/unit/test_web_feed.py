@@ -55,6 +55,18 @@ def test_redelivery_replaces_without_counting_twice() -> None:
     assert feed.get("t1")["score"] == 0.95  # type: ignore[index]
 
 
+async def test_an_escalated_alert_is_pushed_and_moves_its_tier_count() -> None:
+    feed = AlertFeed(capacity=10)
+    queue = feed.subscribe()
+    feed.add(_alert(1, tier="LOW"), 0.0)
+    fan_in = [{"rule_id": "fan_in_mule", "tier": "HIGH", "explanation": "5 distinct senders"}]
+    assert not feed.add(_alert(1, tier="HIGH", rules=fan_in), 0.0)  # same alert_id
+    assert feed.tier_totals["LOW"] == 0 and feed.tier_totals["HIGH"] == 1
+    first, second = queue.get_nowait(), queue.get_nowait()
+    assert first["data"]["tier"] == "LOW" and second["data"]["tier"] == "HIGH"
+    assert feed.get("t1")["rules"] == fan_in  # type: ignore[index]
+
+
 def test_recent_filters_by_tier_and_account_and_limits() -> None:
     feed = AlertFeed(capacity=10)
     feed.add(_alert(1, "HIGH", "a"), 0.0)
