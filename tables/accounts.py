@@ -57,8 +57,13 @@ class AccountStore:
         db.write(batch)
 
     def set_changelog_offset(self, partition: int, offset: int) -> None:
-        """Record the changelog offset the local database is current with (for recovery)."""
-        self.table.data.set_persisted_offset(TP(self.changelog_topic, partition), offset)
+        """Record the changelog offset the local database is current with (for recovery).
+
+        Skipped when the partition's database is closed: an acknowledgement that arrives
+        after a rebalance took the partition away must not reopen (or create) it here.
+        """
+        if partition in self.table.data._dbs:
+            self.table.data.set_persisted_offset(TP(self.changelog_topic, partition), offset)
 
     def estimate_keys(self) -> int:
         """Return RocksDB's estimate of the keys held locally."""
