@@ -62,7 +62,14 @@ async def report_consumer_lag() -> None:
     """Export end offset minus committed offset of each assigned source partition."""
     s = app.settings
     consumer: Any = app.consumer
-    sources = {s.topic_transactions, s.topic_repartition}
+    # Every agent's input, so a stuck labels or fan-in agent shows too (not the changelogs).
+    sources = {
+        s.topic_transactions,
+        s.topic_repartition,
+        s.topic_by_counterparty,
+        s.topic_labels,
+        f"{s.topic_labels}.by-counterparty",
+    }
     try:
         tps = [tp for tp in consumer.assignment() if tp.topic in sources]
     except Exception:  # the consumer thread is not started yet, or is restarting
