@@ -497,7 +497,11 @@ async def demo(self: AppCommand, rate: float, duration: float) -> None:
         )
         printer = asyncio.create_task(_print_alerts(broker.bootstrap, self.say))
         deadline = time.monotonic() + duration if duration > 0 else float("inf")
-        while time.monotonic() < deadline:
+        # SIGTERM (a service manager, `kill`) stops the demo like Ctrl-C does: children and
+        # the broker are stopped in the finally below, none is left behind.
+        terminated = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminated.set)
+        while time.monotonic() < deadline and not terminated.is_set():
             dead = children.dead()
             if dead:
                 self.say(f"stopping: child exited {dead}; see {logs}/")
