@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from models.aml.rulebook import Rule, Rulebook, RuleHit, fmt_window
@@ -51,17 +52,35 @@ def _grain(window_hours: int) -> tuple[int, int]:
     return DAY_MS, math.ceil(window_hours / 24)
 
 
-def _state_key(rule: Rule) -> str:
-    """Return the key of a rule's state: its id and bucket width.
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """A rule's time window, worked out once per rulebook rather than per transaction.
 
-    A reload that moves ``window_hours`` across 72 h changes the bucket width; old buckets
-    would then be misread, so the state starts afresh under the new key (and the old one is
-    dropped as unknown).
+    ``key`` names the rule's state: its id and bucket width, so a reload that moves
+    ``window_hours`` across 72 h starts the state afresh (old buckets would be misread) and
+    the old key is dropped as unknown.
     """
-    window = rule.params.get("window_hours")
-    if window is None:
-        return rule.id
-    return f"{rule.id}@{_grain(window)[0] // HOUR_MS}h"
+
+    key: str
+    width: int
+    slots: int
+
+    @classmethod
+    def of(cls, rule: Rule) -> _Window:
+        width, slots = _grain(rule.params.get("window_hours", 0))
+        return cls(f"{rule.id}@{width // HOUR_MS}h", width, slots)
+
+    def add(self, st: dict[str, Any], ts_ms: int, values: Sequence[float]) -> None:
+        """Add ``values`` to the bucket of ``ts_ms`` in this rule's state."""
+        _bucket_add(st.setdefault(self.key, []), ts_ms // self.width, values, self.slots)
+
+    def count(
+        self, st: dict[str, Any], ts_ms: int, add: Sequence[float] | None, n: int
+    ) -> list[float]:
+        """Add ``add`` (unless None) at ``ts_ms``; return the ``n`` sums of its window."""
+        if add is not None:
+            self.add(st, ts_ms, add)
+        return _bucket_sum(st.get(self.key, []), ts_ms // self.width, self.slots, n)
 
 
 def _bucket_add(buckets: list[list[float]], idx: int, values: Sequence[float], slots: int) -> None:
@@ -103,12 +122,14 @@ def _channel_ok(channels: tuple[str, ...], tx: Transaction) -> bool:
 
 
 _Check = Callable[
-    [Rule, Transaction, Sequence[float], bool, dict[str, Any], float | None], RuleHit | None
+    [Rule, _Window, Transaction, Sequence[float], bool, dict[str, Any], float | None],
+    RuleHit | None,
 ]
 
 
 def _structuring(
     rule: Rule,
+    w: _Window,
     tx: Transaction,
     feats: Sequence[float],
     replay: bool,
@@ -121,12 +142,7 @@ def _structuring(
         return None
     if not (_type_ok(p["types"], tx) and _channel_ok(p["channels"], tx)):
         return None
-    width, slots = _grain(p["window_hours"])
-    idx = tx.ts_ms // width
-    buckets = st.setdefault(_state_key(rule), [])
-    if not replay:
-        _bucket_add(buckets, idx, (1.0, amount), slots)
-    count, total = _bucket_sum(buckets, idx, slots, 2)
+    count, total = w.count(st, tx.ts_ms, None if replay else (1.0, amount), 2)
     if count < p["min_count"]:
         return None
     threshold = p["threshold"]
@@ -144,6 +160,7 @@ def _structuring(
 
 def _structuring_total(
     rule: Rule,
+    w: _Window,
     tx: Transaction,
     feats: Sequence[float],
     replay: bool,
@@ -156,14 +173,10 @@ def _structuring_total(
     amount = tx.amount
     threshold = p["threshold"]
     piece = amount < threshold
-    width, slots = _grain(p["window_hours"])
-    idx = tx.ts_ms // width
-    buckets = st.setdefault(_state_key(rule), [])
-    if not replay:
-        _bucket_add(buckets, idx, (1.0, amount, 0.0) if piece else (0.0, 0.0, 1.0), slots)
+    add = None if replay else ((1.0, amount, 0.0) if piece else (0.0, 0.0, 1.0))
+    count, total, over = w.count(st, tx.ts_ms, add, 3)
     if not piece:
         return None
-    count, total, over = _bucket_sum(buckets, idx, slots, 3)
     if over > 0 or count < p["min_count"] or total < threshold:
         return None
     return rule.hit(
@@ -177,6 +190,7 @@ def _structuring_total(
 
 def _pass_through(
     rule: Rule,
+    w: _Window,
     tx: Transaction,
     feats: Sequence[float],
     replay: bool,
@@ -189,15 +203,11 @@ def _pass_through(
     is_out = tx_type in p["out_types"]
     if not (is_in or is_out):
         return None
-    width, slots = _grain(p["window_hours"])
-    idx = tx.ts_ms // width
-    buckets = st.setdefault(_state_key(rule), [])
     amount = tx.amount
-    if not replay:
-        _bucket_add(buckets, idx, (amount if is_in else 0.0, amount if is_out else 0.0), slots)
+    add = None if replay else (amount if is_in else 0.0, amount if is_out else 0.0)
+    in_total, out_total = w.count(st, tx.ts_ms, add, 2)
     if not is_out:
         return None
-    in_total, out_total = _bucket_sum(buckets, idx, slots, 2)
     if in_total < p["min_in"] or in_total <= 0:
         return None
     ratio = out_total / in_total
@@ -214,6 +224,7 @@ def _pass_through(
 
 def _fan_out(
     rule: Rule,
+    w: _Window,
     tx: Transaction,
     feats: Sequence[float],
     replay: bool,
@@ -226,12 +237,7 @@ def _fan_out(
     # A replay's features describe the state that already holds it: count it as new.
     if not replay and feats[_I_NEW_CP] != 1.0:
         return None
-    width, slots = _grain(p["window_hours"])
-    idx = tx.ts_ms // width
-    buckets = st.setdefault(_state_key(rule), [])
-    if not replay:
-        _bucket_add(buckets, idx, (1.0, tx.amount), slots)
-    count, total = _bucket_sum(buckets, idx, slots, 2)
+    count, total = w.count(st, tx.ts_ms, None if replay else (1.0, tx.amount), 2)
     if count < p["min_new"]:
         return None
     return rule.hit(
@@ -241,6 +247,7 @@ def _fan_out(
 
 def _dormant(
     rule: Rule,
+    w: _Window,
     tx: Transaction,
     feats: Sequence[float],
     replay: bool,
@@ -258,6 +265,7 @@ def _dormant(
 
 def _round_amount(
     rule: Rule,
+    w: _Window,
     tx: Transaction,
     feats: Sequence[float],
     replay: bool,
@@ -276,6 +284,7 @@ def _round_amount(
 
 def _jurisdiction(
     rule: Rule,
+    w: _Window,
     tx: Transaction,
     feats: Sequence[float],
     replay: bool,
@@ -309,8 +318,8 @@ class RuleEngine:
 
     def __init__(self, rulebook: Rulebook) -> None:
         self.rulebook = rulebook
-        self._rules = [(r, _ACCOUNT_CHECKS[r.kind]) for r in rulebook.account_rules]
-        self._ids = frozenset(_state_key(r) for r in rulebook.account_rules)
+        self._rules = [(r, _Window.of(r), _ACCOUNT_CHECKS[r.kind]) for r in rulebook.account_rules]
+        self._ids = frozenset(w.key for _, w, _ in self._rules)
 
     def evaluate(
         self, aml: list[Any], tx: Transaction, features: Sequence[float], replay: bool = False
@@ -333,8 +342,8 @@ class RuleEngine:
             state[1] = h
             state[2] = gap
         hits: list[RuleHit] = []
-        for rule, check in self._rules:
-            hit = check(rule, tx, features, replay, per_rule, gap)
+        for rule, window, check in self._rules:
+            hit = check(rule, window, tx, features, replay, per_rule, gap)
             if hit is not None:
                 hits.append(hit)
         for key in [k for k, v in per_rule.items() if not v or k not in self._ids]:
@@ -348,6 +357,8 @@ class FanInEngine:
     def __init__(self, rulebook: Rulebook) -> None:
         self.rulebook = rulebook
         self.rules = rulebook.counterparty_rules
+        self._windows = [(r, _Window.of(r)) for r in self.rules]
+        self._ids = frozenset(w.key for _, w in self._windows)
         types: set[str] = set()
         any_type = False
         for rule in self.rules:
@@ -391,17 +402,12 @@ class FanInEngine:
         sender = zlib.crc32(tx.account_id.encode())
         ts = tx.ts_ms
         hits: list[RuleHit] = []
-        ids = set()
-        for rule in self.rules:
-            ids.add(_state_key(rule))
+        for rule, w in self._windows:
             p = rule.params
             if tx.amount < p["min_amount"] or not _type_ok(p["types"], tx):
                 continue
-            senders = senders_by_rule.setdefault(_state_key(rule), [])
-            buckets = buckets_by_rule.setdefault(_state_key(rule), [])
+            senders = senders_by_rule.setdefault(w.key, [])
             window_ms = p["window_hours"] * HOUR_MS
-            width, slots = _grain(p["window_hours"])
-            idx = ts // width
             if not replay:
                 for pair in senders:
                     if pair[0] == sender:
@@ -415,7 +421,7 @@ class FanInEngine:
                 if len(senders) > MAX_SENDERS:
                     senders.sort(key=lambda s: s[1])
                     del senders[: len(senders) - MAX_SENDERS]
-                _bucket_add(buckets, idx, (1.0, tx.amount), slots)
+                w.add(buckets_by_rule, ts, (1.0, tx.amount))
             # Senders reach this stage out of event-time order (they live in different
             # account partitions), so the window ends at the counterparty's newest activity.
             ref = max([ts, *(s[1] for s in senders)])
@@ -424,7 +430,7 @@ class FanInEngine:
             distinct = sum(1 for s in senders if s[1] > ref - window_ms)
             if distinct < p["min_senders"]:
                 continue
-            _, total = _bucket_sum(buckets, ref // width, slots, 2)
+            _, total = w.count(buckets_by_rule, ref, None, 2)
             hits.append(
                 rule.hit(
                     senders=distinct,
@@ -435,6 +441,6 @@ class FanInEngine:
                 )
             )
         for table in (senders_by_rule, buckets_by_rule):
-            for key in [k for k, v in table.items() if not v or k not in ids]:
+            for key in [k for k, v in table.items() if not v or k not in self._ids]:
                 del table[key]
         return hits, state
