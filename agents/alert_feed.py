@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
 from app import app
+from app.settings import bootstrap_servers
 from app.tansu_compat import corrected_end_offsets
 from app.web.feed import AlertFeed, parse_alert
 
@@ -34,12 +35,6 @@ BACKFILL_TIMEOUT_S = 15.0
 
 #: The recent alerts of this worker's web view (filled by :class:`AlertFeedService`).
 feed = AlertFeed(settings.web_recent_alerts)
-
-
-def bootstrap_servers(broker_url: str) -> str:
-    """Turn Faust's ``kafka://h1:p1;h2:p2`` into aiokafka's ``h1:p1,h2:p2``."""
-    parts = broker_url.replace(";", ",").split(",")
-    return ",".join(part.strip().split("://", 1)[-1] for part in parts if part.strip())
 
 
 async def _end_offsets(consumer: Any, tps: list[TopicPartition]) -> dict[TopicPartition, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from agents.pipeline import dead_letter_headers
 from app import app
 from models.counterparty_risk import CounterpartyRisk, apply_label
 from models.labels import LabelError, parse_label
@@ -17,20 +18,6 @@ from tables.counterparty_risk import CounterpartyRiskStore, counterparty_risk_ta
 
 log = logging.getLogger(__name__)
 settings = app.settings
-
-
-def dead_letter_headers(message: Any, err: LabelError) -> list[tuple[str, bytes]]:
-    """Return the dead-letter headers of an unusable label (as for transactions)."""
-    headers = [
-        ("vigil.error", str(err).encode()),
-        ("vigil.error.field", err.field.encode()),
-        ("vigil.source.topic", str(message.topic).encode()),
-        ("vigil.source.partition", str(message.partition).encode()),
-        ("vigil.source.offset", str(message.offset).encode()),
-    ]
-    if message.key is not None:
-        headers.append(("vigil.source.key", bytes(message.key)))
-    return headers
 
 
 @app.agent(app.labels_topic, name="route-labels")
@@ -47,7 +34,7 @@ async def route_labels(stream: Any) -> None:
             await deadletter.send(
                 value=message.value,
                 partition=message.partition % settings.partitions,
-                headers=dead_letter_headers(message, err),
+                headers=dead_letter_headers(message, str(err), err.field),
             )
             continue
         app.metrics.labels.labels(label.label).inc()

@@ -76,6 +76,20 @@ MAX_UNACKED_BATCHES = 1
 PARTITION_CACHE_SIZE = 200_000
 
 
+def dead_letter_headers(msg: InMessage, error: str, field: str) -> list[tuple[str, bytes]]:
+    """Return the headers of a dead letter: the error, its field and where it came from."""
+    headers = [
+        ("vigil.error", error.encode()),
+        ("vigil.error.field", field.encode()),
+        ("vigil.source.topic", msg.topic.encode()),
+        ("vigil.source.partition", str(msg.partition).encode()),
+        ("vigil.source.offset", str(msg.offset).encode()),
+    ]
+    if msg.key is not None:
+        headers.append(("vigil.source.key", msg.key))
+    return headers
+
+
 def exit_now(exc: BaseException) -> None:
     """Stop the process at once, so no offset is committed past outputs that were lost."""
     log.critical("output delivery failed, stopping the worker hard: %r", exc)
@@ -133,15 +147,7 @@ class TransactionPipeline:
         return partition
 
     def _dead_letter(self, msg: InMessage, err: ValidationError) -> None:
-        headers = [
-            ("vigil.error", str(err).encode()),
-            ("vigil.error.field", err.field.encode()),
-            ("vigil.source.topic", msg.topic.encode()),
-            ("vigil.source.partition", str(msg.partition).encode()),
-            ("vigil.source.offset", str(msg.offset).encode()),
-        ]
-        if msg.key is not None:
-            headers.append(("vigil.source.key", msg.key))
+        headers = dead_letter_headers(msg, str(err), err.field)
         s = self.settings
         self.sender.add(s.topic_deadletter, msg.partition % s.partitions, None, msg.value, headers)
         self.metrics.deadletters.labels(err.reason).inc()

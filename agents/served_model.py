@@ -12,30 +12,18 @@ load leaves the running model in place and is counted in ``vigil_model_reloads_t
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import xgboost as xgb
 
-from models.artifact import ArtifactError, ModelArtifact, load_artifact
+from models.artifact import ArtifactError, ModelArtifact, Stamp, file_stamp, load_artifact
 from models.scorer import Scorer
 from models.tiers import TierError, resolve_thresholds
 from monitoring.metrics import VigilMetrics
 
 log = logging.getLogger(__name__)
-
-Stamp = tuple[int, int, int]
-
-
-def file_stamp(path: Path) -> Stamp | None:
-    """Return what identifies one version of a file (None when it is missing)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
 class ServedModel:

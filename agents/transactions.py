@@ -130,5 +130,9 @@ async def score_repartitioned(stream: Any) -> None:
 
 @app.timer(interval=15.0)  # type: ignore[untyped-decorator]  # faust leaves it untyped
 async def report_table_sizes() -> None:
-    """Export the local account table's size (a RocksDB estimate) as a gauge."""
-    app.metrics.table_keys.labels("accounts").set(AccountStore(accounts_table).estimate_keys())
+    """Export the local tables' sizes (RocksDB estimates) as gauges."""
+    for name, table in (
+        ("accounts", accounts_table),
+        ("counterparty_risk", counterparty_risk_table),
+    ):
+        app.metrics.table_keys.labels(name).set(AccountStore(table).estimate_keys())

@@ -19,13 +19,9 @@ from typing import Any
 from faust.cli import AppCommand, option
 
 from app import app
+from app.settings import bootstrap_servers
 
 log = logging.getLogger(__name__)
-
-
-def _bootstrap(broker_url: str) -> str:
-    """Turn ``kafka://h1:p1;h2:p2`` into aiokafka's ``h1:p1,h2:p2``."""
-    return ",".join(part.split("://", 1)[-1] for part in broker_url.replace(";", ",").split(","))
 
 
 async def run_simulation(
@@ -135,7 +131,7 @@ async def simulate(
     """Produce realistic transactions with labelled fraud patterns to the transactions topic."""
     s = app.settings
     counts = await run_simulation(
-        _bootstrap(s.broker_url),
+        bootstrap_servers(s.broker_url),
         s.topic_transactions,
         rate,
         duration,

@@ -112,6 +112,12 @@ class Settings:
         return self.broker_flavor == "tansu"
 
 
+def bootstrap_servers(broker_url: str) -> str:
+    """Turn Faust's ``kafka://h1:p1;h2:p2`` into aiokafka's ``h1:p1,h2:p2``."""
+    parts = broker_url.replace(";", ",").split(",")
+    return ",".join(part.strip().split("://", 1)[-1] for part in parts if part.strip())
+
+
 def _env_name(field_name: str) -> str:
     return "VIGIL_" + field_name.upper()
 

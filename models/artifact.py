@@ -33,6 +33,19 @@ def code_version() -> str:
     return f"{package}+features.{features}"
 
 
+#: What identifies one version of a file: modification time, size, inode.
+Stamp = tuple[int, int, int]
+
+
+def file_stamp(path: Path) -> Stamp | None:
+    """Return the stamp of ``path`` (None when missing), to reload files when they change."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
 class ArtifactError(ValueError):
     """The artifact cannot be served by this code (missing, corrupt, or other features)."""
 

@@ -12,10 +12,11 @@ is the only input keyed by counterparty without another hop per transaction.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import orjson
+
+from models.transaction import tx_hash
 
 RISK_FORMAT = 1
 DAY_MS = 86_400_000
@@ -32,12 +33,6 @@ RISK_FEATURE_NAMES: tuple[str, ...] = (
     "cp_frauds_30d",
 )
 WINDOWS_DAYS = (1, 7, 30)
-
-
-def label_hash(tx_id: str) -> int:
-    """Return a stable 63-bit hash of a labelled transaction id."""
-    digest = hashlib.blake2b(tx_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
 
 
 @dataclass(slots=True)
@@ -96,7 +91,7 @@ def apply_label(
     remembered transaction moves the count to the new verdict, in its original day.
     """
     st = risk if risk is not None else CounterpartyRisk()
-    h = label_hash(tx_id)
+    h = tx_hash(tx_id)
     fraud = 1 if is_fraud else 0
     for verdict in st.verdicts:
         if verdict[0] == h:

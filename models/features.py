@@ -25,7 +25,6 @@ except ``distinct_cp_24h``, which also counts counterparties first seen after it
 
 from __future__ import annotations
 
-import hashlib
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from typing import Any
 import orjson
 
 from models.counterparty_risk import RISK_FEATURE_NAMES, CounterpartyRisk, risk_features
-from models.transaction import Transaction
+from models.transaction import Transaction, tx_hash
 
 STATE_FORMAT = 3
 
@@ -161,12 +160,6 @@ class AccountState:
             "count_30d": c30,
             "sum_30d": s30,
         }
-
-
-def tx_hash(tx_id: str) -> int:
-    """Return a stable 63-bit hash of a transaction id (fits a signed JSON integer)."""
-    digest = hashlib.blake2b(tx_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
 
 
 def _window(buckets: list[list[float]], idx: int, slots: int) -> tuple[float, float]:

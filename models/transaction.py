@@ -6,6 +6,7 @@ producer team exactly what to fix. Unknown fields are kept in :attr:`Transaction
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -198,6 +199,15 @@ def transaction_from_dict(doc: Any) -> Transaction:
         balance_after=_number(doc, "balance_after", required=False),
         raw=doc,
     )
+
+
+def tx_hash(tx_id: str) -> int:
+    """Return a stable 63-bit hash of a transaction id (fits a signed JSON integer).
+
+    The replay memories (account state, fan-in state, counterparty labels) store these.
+    """
+    digest = hashlib.blake2b(tx_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
 
 
 def parse_transaction(payload: bytes | None, max_bytes: int) -> Transaction:

@@ -32,10 +32,3 @@ class CounterpartyRiskStore:
         """Return the counterparty's risk state, if any label about it has arrived."""
         raw = self.table.get(counterparty_id.encode())
         return None if raw is None else CounterpartyRisk.from_bytes(bytes(raw))
-
-    def estimate_keys(self) -> int:
-        """Return RocksDB's estimate of the keys held locally (all partitions)."""
-        total = 0
-        for db in list(self.table.data._dbs.values()):
-            total += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
-        return total

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.aml.rulebook import Rule, Rulebook, RuleHit, fmt_window
-from models.features import FEATURE_NAMES, tx_hash
-from models.transaction import Transaction
+from models.features import FEATURE_NAMES
+from models.transaction import Transaction, tx_hash
 
 AML_FORMAT = 1
 CP_FORMAT = 1

@@ -10,7 +10,6 @@ naming the file, the rule or entry, and the field. At start a broken file is an 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +18,10 @@ from typing import Any, Generic, TypeVar
 from models.aml.engine import FanInEngine, RuleEngine
 from models.aml.lists import IdList, Lists, Suppression, load_id_list, load_suppressions
 from models.aml.rulebook import Rulebook, RulebookError, load_rulebook
+from models.artifact import Stamp, file_stamp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
 class Watched(Generic[T]):
@@ -40,17 +32,17 @@ class Watched(Generic[T]):
         self.path = path
         self._loader = loader
         self.value = empty
-        self._stamp: tuple[int, int, int] | None = None
-        self._failed_stamp: tuple[int, int, int] | None = None
+        self._stamp: Stamp | None = None
+        self._failed_stamp: Stamp | None = None
         if path is not None:
-            self._stamp = _stamp(path)
+            self._stamp = file_stamp(path)
             self.value = loader(path)  # raises at start: a broken file is an error
 
     def poll(self) -> bool:
         """Reload if the file changed; return whether a new version was swapped in."""
         if self.path is None:
             return False
-        stamp = _stamp(self.path)
+        stamp = file_stamp(self.path)
         if stamp == self._stamp or stamp == self._failed_stamp:
             return False
         if stamp is None:

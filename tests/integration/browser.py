@@ -13,7 +13,6 @@ import asyncio
 import base64
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -21,37 +20,13 @@ from typing import Any
 
 import aiohttp
 
-INSTALL_TIMEOUT_S = 900
+from tests.debian_packages import ensure_tool
 
 
 def ensure_chromium() -> str:
     """Return the path of Debian's ``chromium``, installing the package if it is missing."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    if os.geteuid() == 0:
-        prefix: list[str] = []
-    elif shutil.which("sudo"):
-        prefix = ["sudo", "-n"]
-    else:
-        raise RuntimeError("chromium is missing and neither root nor sudo can install it")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        # apt's lock may be held by another install on a shared machine: wait and retry.
-        deadline = time.monotonic() + INSTALL_TIMEOUT_S
-        while True:
-            done = subprocess.run(
-                [*prefix, *cmd], env=env, capture_output=True, text=True, check=False
-            )
-            if done.returncode == 0:
-                break
-            if "lock" not in done.stderr or time.monotonic() > deadline:
-                raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-            time.sleep(5)
-    found = shutil.which("chromium")
-    if not found:
-        raise RuntimeError("apt-get installed chromium but it is not on PATH")
-    return found
+    # With recommends: the fonts that come with it are what screenshots render text with.
+    return ensure_tool("chromium", "chromium", recommends=True)
 
 
 class CdpError(RuntimeError):

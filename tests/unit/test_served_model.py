@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agents.served_model import ModelWatcher, ServedModel, file_stamp
-from models.artifact import ArtifactError, ModelArtifact
+from agents.served_model import ModelWatcher, ServedModel
+from models.artifact import ArtifactError, ModelArtifact, file_stamp
 from models.features import FEATURE_NAMES, N_FEATURES
 from models.training import Dataset, train_model
 from monitoring.metrics import VigilMetrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from agents.alert_feed import bootstrap_servers
+from app.settings import bootstrap_servers
 from app.web.feed import CLOSED, AlertFeed, RateWindow, parse_alert, percentile, summary
 
 
