@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from models.simulator import AML_PATTERNS, SimulatedTx, Simulator
+from tests.integration.kafka_io import consume
 from tests.integration.scenario import BASE_MS, DAY_MS
+from tests.unit.aml_support import TYPOLOGY_RULES
 
-#: The rules each typology of the simulator must trigger (at least one of them).
-EXPECTED_RULES: dict[str, set[str]] = {
-    "structuring": {"structuring_24h", "structuring_7d", "structuring_daily_total"},
-    "mule_fan_in": {"fan_in_mule"},
-    "pass_through": {"rapid_pass_through"},
-    "fan_out": {"fan_out_new_counterparties"},
-    "dormant_reactivation": {"dormant_reactivation"},
-    "round_amount": {"round_amount"},
-    "high_risk_jurisdiction": {"high_risk_jurisdiction"},
-}
+EXPECTED_RULES = TYPOLOGY_RULES
 assert set(EXPECTED_RULES) == set(AML_PATTERNS)
 
 
@@ -64,40 +55,16 @@ def read_alerts(
     between polls.
     """
     by_topic = {env[f"VIGIL_TOPIC_ALERTS_{tier}"]: tier for tier in ("HIGH", "MEDIUM", "LOW")}
+    found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
-    async def run() -> dict[str, list[tuple[str, dict[str, Any]]]]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=50,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        try:
-            deadline = time.monotonic() + timeout_s
-            tps: list[TopicPartition] = []
-            for topic in by_topic:
-                while not consumer.partitions_for_topic(topic):
-                    if time.monotonic() > deadline:
-                        raise AssertionError(f"topic {topic} never appeared")
-                    await consumer._client.force_metadata_update()
-                    await asyncio.sleep(0.2)
-                parts = consumer.partitions_for_topic(topic) or set()
-                tps += [TopicPartition(topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            while time.monotonic() < deadline and not until(found):
-                batch = await consumer.getmany(timeout_ms=200)
-                for tp, msgs in batch.items():
-                    for rec in msgs:
-                        alert = orjson.loads(rec.value)
-                        found.setdefault(alert["alert_id"], []).append((by_topic[tp.topic], alert))
-            return found
-        finally:
-            await consumer.stop()
+    def enough(recs: list[Any]) -> bool:
+        for rec in recs[sum(len(v) for v in found.values()) :]:
+            alert = orjson.loads(rec.value)
+            found.setdefault(alert["alert_id"], []).append((by_topic[rec.topic], alert))
+        return bool(until(found))
 
-    return asyncio.run(run())
+    consume(bootstrap, list(by_topic), enough, timeout_s)
+    return found
 
 
 def wait_for_log(worker: Any, text: str, timeout_s: float = 30.0) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -30,11 +30,15 @@ def produce(
 
 def consume(
     bootstrap: str,
-    topic: str,
+    topic: str | Sequence[str],
     until: Callable[[list[Any]], bool],
     timeout_s: float = 60.0,
 ) -> list[Any]:
-    """Read ``topic`` from the beginning until ``until(records)`` holds or time runs out."""
+    """Read ``topic`` (or several) from the start until ``until(records)`` holds or time is up.
+
+    One consumer reads every partition, so nothing read is lost between checks.
+    """
+    topics = [topic] if isinstance(topic, str) else list(topic)
 
     async def run() -> list[Any]:
         consumer = AIOKafkaConsumer(
@@ -47,13 +51,15 @@ def consume(
         records: list[Any] = []
         try:
             deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                parts = consumer.partitions_for_topic(topic)
-                if parts:
-                    break
-                await consumer._client.force_metadata_update()
-                await asyncio.sleep(0.2)
-            tps = [TopicPartition(topic, p) for p in sorted(parts or [])]
+            tps: list[TopicPartition] = []
+            for name in topics:
+                while time.monotonic() < deadline:
+                    parts = consumer.partitions_for_topic(name)
+                    if parts:
+                        break
+                    await consumer._client.force_metadata_update()
+                    await asyncio.sleep(0.2)
+                tps += [TopicPartition(name, p) for p in sorted(parts or [])]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             while time.monotonic() < deadline and not until(records):

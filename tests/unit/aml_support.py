@@ -11,6 +11,16 @@ from models.features import AccountState, update_account
 from models.transaction import Transaction, transaction_from_dict
 
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "models" / "aml" / "default_rules.toml"
+#: The rules each typology of the simulator must trigger (at least one of them).
+TYPOLOGY_RULES: dict[str, set[str]] = {
+    "structuring": {"structuring_24h", "structuring_7d", "structuring_daily_total"},
+    "mule_fan_in": {"fan_in_mule"},
+    "pass_through": {"rapid_pass_through"},
+    "fan_out": {"fan_out_new_counterparties"},
+    "dormant_reactivation": {"dormant_reactivation"},
+    "round_amount": {"round_amount"},
+    "high_risk_jurisdiction": {"high_risk_jurisdiction"},
+}
 T0 = 1_709_542_800_000  # 2024-03-04T09:00:00Z
 HOUR = 3_600_000
 DAY = 24 * HOUR

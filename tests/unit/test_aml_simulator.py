@@ -10,20 +10,11 @@ import pytest
 
 from models.simulator import AML_PATTERNS, PATTERNS, Simulator, simulate_history
 from models.transaction import transaction_from_dict
+from tests.unit.aml_support import TYPOLOGY_RULES as EXPECTED
 from tests.unit.aml_support import Replayer, default_rulebook, ids
 
 START_MS = 1_704_067_200_000
 DAY = 86_400_000
-
-EXPECTED = {
-    "structuring": {"structuring_24h", "structuring_7d", "structuring_daily_total"},
-    "mule_fan_in": {"fan_in_mule"},
-    "pass_through": {"rapid_pass_through"},
-    "fan_out": {"fan_out_new_counterparties"},
-    "dormant_reactivation": {"dormant_reactivation"},
-    "round_amount": {"round_amount"},
-    "high_risk_jurisdiction": {"high_risk_jurisdiction"},
-}
 
 
 @pytest.mark.parametrize("name", AML_PATTERNS)
