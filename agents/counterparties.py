@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 
 from agents.output import BatchSender
-from agents.pipeline import InMessage, exit_now, messages_from_events
+from agents.pipeline import InMessage, exit_now
 from app import app
 from models.aml.forward import Forwarded, fanin_alert, parse_forward
 from models.aml.runtime import AmlRuntime
@@ -160,16 +160,20 @@ async def _start() -> FanInPipeline:
     )
 
 
-@app.agent(app.by_counterparty_topic, name="aml-fan-in")
-async def aml_fan_in(stream: Any) -> None:
-    """Evaluate fan-in rules on transactions keyed by counterparty_id."""
+@app.agent(app.counterparty_batches.channel, name="aml-fan-in", concurrency=1)
+async def aml_fan_in(batches: Any) -> None:
+    """Evaluate fan-in rules on transactions keyed by counterparty_id, a fetch at a time."""
+    route = app.counterparty_batches
+    route.subscribe()
     pipeline = await _start()
-    linger_s = settings.batch_linger_ms / 1000.0
-    async for events in stream.take_events(settings.batch_size, within=linger_s):
+    async for batch in batches:
+        batch = await route.more(batch, settings.batch_linger_ms / 1000.0)
+        route.begin(batch)
         try:
-            await pipeline.process(messages_from_events(events))
+            await pipeline.process(batch.records)
         except Exception as exc:
             exit_now(exc)  # as in agents/transactions.py: never commit past lost work
+        route.ack(batch)
 
 
 @app.timer(interval=settings.lists_reload_s)  # type: ignore[untyped-decorator]

@@ -25,7 +25,7 @@ from models.features import N_FEATURES, AccountState, update_account
 from models.records import alert_record, challenger_record, dumps, scored_record
 from models.tiers import tier_for_score
 from models.transaction import Transaction, ValidationError, parse_transaction
-from monitoring.metrics import VigilMetrics
+from monitoring.metrics import VigilMetrics, observe_many
 from tables.accounts import AccountStore
 
 from .output import BatchSender
@@ -61,11 +61,12 @@ class ModelSource(Protocol):
 class RiskSource(Protocol):
     """Per-counterparty risk from delayed labels (the global counterparty-risk table)."""
 
-    def get(self, counterparty_id: str) -> CounterpartyRisk | None: ...
+    def get(self, counterparty_id: str, partition: int | None = None) -> CounterpartyRisk | None:
+        """``partition`` is the key's murmur2 partition (where the table holds it)."""
 
 
 class _NoRisk:
-    def get(self, counterparty_id: str) -> CounterpartyRisk | None:
+    def get(self, counterparty_id: str, partition: int | None = None) -> CounterpartyRisk | None:
         return None
 
 
@@ -137,7 +138,10 @@ class TransactionPipeline:
         self._partition_cache: dict[bytes, int] = {}
 
     def _home_partition(self, key: bytes) -> int:
-        """Return the partition murmur2 gives ``key`` (cached: accounts repeat)."""
+        """Return the partition murmur2 gives ``key`` (cached: accounts repeat).
+
+        The same on every topic: all have ``VIGIL_PARTITIONS`` partitions.
+        """
         cache = self._partition_cache
         partition = cache.get(key)
         if partition is None:
@@ -216,7 +220,8 @@ class TransactionPipeline:
                 if cp in risks:
                     cp_risk = risks[cp]
                 else:
-                    cp_risk = risks[cp] = self.risk.get(cp)
+                    cp_part = self._home_partition(cp.encode())
+                    cp_risk = risks[cp] = self.risk.get(cp, cp_part)
             features, state = update_account(state, tx, cp_risk)
             aml.evaluate(state, tx, features, replay=state.n == before)
             # Replays are written back too: after a crash the local database may be ahead of
@@ -240,7 +245,9 @@ class TransactionPipeline:
         alerted: list[int] = []
         tiers: list[str] = []
         scored_topic = self.settings.topic_scored
-        score_hist = self.metrics.score
+        observe_many(self.metrics.score, scores)
+        if ch_scores is not None:
+            observe_many(self.metrics.challenger_score, ch_scores)
         for i, (msg, tx, key) in enumerate(valid):
             score = float(scores[i])
             decision = aml.decide(i, tx, tier_for_score(score, thresholds))
@@ -253,12 +260,10 @@ class TransactionPipeline:
                 shadow = challenger_record(
                     challenger.version, ch_score, tier_for_score(ch_score, challenger.thresholds)
                 )
-                self.metrics.challenger_score.observe(ch_score)
             value = scored_record(
                 tx, score, tier, model.version, decision.rules, now_ms, replayed[i], shadow
             )
             self.sender.add(scored_topic, msg.partition, key, value)
-            score_hist.observe(score)
             if decision.alert:
                 alerted.append(i)
         explained: dict[int, Any] = {}
@@ -280,7 +285,9 @@ class TransactionPipeline:
         for topic, cp_key, value in aml.forward_records(
             txs, scores, model.version, explained, feature_rows
         ):  # to the fan-in agent (agents/counterparties.py), keyed by counterparty
-            self.sender.add(topic, self.sender.partition_for(topic, cp_key), cp_key, value)
+            # Every topic has VIGIL_PARTITIONS partitions (checked at start), so the
+            # murmur2 partition of a key is the same on all of them.
+            self.sender.add(topic, self._home_partition(cp_key), cp_key, value)
 
         changelog = self.store.changelog_topic
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
@@ -313,12 +320,7 @@ class TransactionPipeline:
             if topic == changelog:
                 self.store.set_changelog_offset(partition, offset)
         sent_s = self.clock()
-        e2e = self.metrics.end_to_end_latency
-        for ts_s in event_times_s:
-            e2e.observe(max(0.0, sent_s - ts_s))
+        if event_times_s:
+            latencies = np.maximum(0.0, sent_s - np.asarray(event_times_s))
+            observe_many(self.metrics.end_to_end_latency, latencies)
         self.metrics.batch_latency.observe(time.perf_counter() - started)
-
-
-def messages_from_events(events: Sequence[Any]) -> list[InMessage]:
-    """Return the Kafka messages of Faust events (the only Faust-aware helper here)."""
-    return [event.message for event in events]

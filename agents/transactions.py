@@ -9,7 +9,7 @@ from typing import Any
 
 from agents.counterparties import aml_runtime
 from agents.output import BatchSender
-from agents.pipeline import TransactionPipeline, exit_now, messages_from_events
+from agents.pipeline import TransactionPipeline, exit_now
 from agents.served_model import ModelWatcher
 from app import app
 from tables.accounts import AccountStore, accounts_table
@@ -66,9 +66,6 @@ def check_partition_counts(sender: BatchSender, topics: list[str]) -> None:
         os._exit(78)
 
 
-#: Both agents hold this while they score and hand over a batch, so an account that arrives
-#: on both topics never has an older changelog record sent after a newer one.
-_batch_lock = asyncio.Lock()
 _watcher: ModelWatcher | None = None
 
 
@@ -102,30 +99,27 @@ async def reload_models() -> None:
         app.scoring_model = _watcher.current.champion
 
 
-async def _run(stream: Any) -> None:
+@app.agent(app.transaction_batches.channel, name="score-transactions", concurrency=1)
+async def score_transactions(batches: Any) -> None:
+    """Score transactions, a fetch at a time (app.batch_delivery), from both input topics.
+
+    One agent takes both the topic as producers keyed it and the re-keyed topic, so the
+    batches of one account are processed one after the other, never interleaved.
+    """
+    route = app.transaction_batches
+    route.subscribe()
     pipeline = await _start_pipeline()
-    linger_s = settings.batch_linger_ms / 1000.0
-    async for events in stream.take_events(settings.batch_size, within=linger_s):
+    async for batch in batches:
+        batch = await route.more(batch, settings.batch_linger_ms / 1000.0)
+        route.begin(batch)
         try:
-            async with _batch_lock:
-                await pipeline.process(messages_from_events(events))
+            await pipeline.process(batch.records)
         except Exception as exc:
-            # take_events acks the batch even when the body raises; stopping the process
-            # here keeps those offsets from being committed. Bad input never gets here
-            # (it goes to the dead-letter topic), so this is a bug or a broken broker.
+            # Never acknowledge a batch whose outputs may be incomplete: stopping the
+            # process keeps its offsets uncommitted. Bad input never gets here (it goes to
+            # the dead-letter topic), so this is a bug or a broken broker.
             exit_now(exc)
-
-
-@app.agent(app.transactions_topic, name="score-transactions")
-async def score_transactions(stream: Any) -> None:
-    """Score transactions keyed by account_id as the producers sent them."""
-    await _run(stream)
-
-
-@app.agent(app.repartition_topic, name="score-repartitioned")
-async def score_repartitioned(stream: Any) -> None:
-    """Score transactions that were re-keyed by account_id."""
-    await _run(stream)
+        route.ack(batch)
 
 
 @app.timer(interval=15.0)  # type: ignore[untyped-decorator]  # faust leaves it untyped

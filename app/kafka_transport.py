@@ -11,6 +11,8 @@
   deployment, or a crash before the first commit) the dropped messages were never read
   again. Such partitions are rewound to their beginning, where ``auto_offset_reset=earliest``
   started them anyway; re-read messages are recognised as replays by the account state.
+* Batch routes: the scoring topics' records reach their agent a fetch at a time
+  (:mod:`app.batch_delivery`).
 """
 
 from __future__ import annotations
@@ -54,10 +56,19 @@ class VigilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignor
 
 
 class VigilConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
-    """Faust consumer that runs :class:`VigilConsumerThread`."""
+    """Faust consumer that runs :class:`VigilConsumerThread` and delivers batch routes."""
 
     def _new_consumer_thread(self) -> VigilConsumerThread:
         return VigilConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        routes = getattr(self.app, "batch_routes", None)
+        if not routes:
+            await super()._drain_messages(fetcher)
+            return
+        from app.batch_delivery import drain
+
+        await drain(self, fetcher, routes)
 
 
 class VigilTransport(faust_aiokafka.Transport):  # type: ignore[misc]

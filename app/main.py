@@ -9,6 +9,7 @@ import faust
 from faust.types import TopicT
 from mode.utils.objects import cached_property
 
+from app.batch_delivery import BatchRoute, BatchRoutes
 from app.settings import Settings, load_settings
 from monitoring.metrics import VigilMetrics
 
@@ -48,6 +49,8 @@ class VigilApp(faust.App):  # type: ignore[misc]
         )
         # Faust's own Prometheus sensor, on the same registry and /metrics page.
         self.monitor = self.metrics.faust_monitor()
+        #: Topics whose records reach their agent a fetch at a time (app.batch_delivery).
+        self.batch_routes = BatchRoutes()
 
     def _new_transport(self) -> Any:
         from app.kafka_transport import VigilTransport
@@ -93,6 +96,20 @@ class VigilApp(faust.App):  # type: ignore[misc]
             partitions=self.settings.partitions,
             internal=True,
         )
+
+    @cached_property
+    def transaction_batches(self) -> BatchRoute:
+        """Return the route of both scoring inputs (as sent, and re-keyed) to their agent."""
+        topics = [self.transactions_topic, self.repartition_topic]
+        route = BatchRoute(self, "score-transactions", topics, self.settings.batch_size)
+        return self.batch_routes.add(route)
+
+    @cached_property
+    def counterparty_batches(self) -> BatchRoute:
+        """Return the route of transactions re-keyed by counterparty to the fan-in agent."""
+        topics = [self.by_counterparty_topic]
+        route = BatchRoute(self, "aml-fan-in", topics, self.settings.batch_size)
+        return self.batch_routes.add(route)
 
     def output_topics(self) -> list[TopicT]:
         """Return the topics Vigil produces to, so they can be created up front."""

@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -201,10 +202,12 @@ def transaction_from_dict(doc: Any) -> Transaction:
     )
 
 
+@lru_cache(maxsize=8192)
 def tx_hash(tx_id: str) -> int:
     """Return a stable 63-bit hash of a transaction id (fits a signed JSON integer).
 
     The replay memories (account state, fan-in state, counterparty labels) store these.
+    Cached: the features, the AML rules and the fan-in stage each ask for a transaction's.
     """
     digest = hashlib.blake2b(tx_id.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1

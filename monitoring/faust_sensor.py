@@ -32,6 +32,7 @@ class FaustSensor(PrometheusMonitor):  # type: ignore[misc]
         self._tp_offset: dict[Any, int] = {}
         self._per_stream: dict[int, list[Any]] = {}  # id -> [stream, count]
         self._runtimes_s: list[float] = []
+        self._batch_events: dict[str, int] = {}  # batch routes' events by stream label
 
     def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
         """Count a consumed message."""
@@ -41,6 +42,29 @@ class FaustSensor(PrometheusMonitor):  # type: ignore[misc]
         topic = tp.topic
         self._per_topic[topic] = self._per_topic.get(topic, 0) + 1
         self._tp_offset[tp] = offset
+
+    def count_batch_in(self, tp: Any, last_offset: int, n: int, stream: str) -> None:
+        """Count ``n`` messages of a batch route (app.batch_delivery) as consumed.
+
+        They are also ``n`` events of the route's agent, reported as stream ``stream``.
+        """
+        self.events_total += n
+        self._events += n
+        self._batch_events[stream] = self._batch_events.get(stream, 0) + n
+        self.messages_received_total += n
+        self.messages_active += n
+        self.messages_received_by_topic[tp.topic] += n
+        self.tp_read_offsets[tp] = last_offset
+        self._received += n
+        self._active_messages += n
+        topic = tp.topic
+        self._per_topic[topic] = self._per_topic.get(topic, 0) + n
+        self._tp_offset[tp] = last_offset
+
+    def count_batch_out(self, n: int) -> None:
+        """Count ``n`` messages of a batch route as fully processed."""
+        self.messages_active -= n
+        self._active_messages -= n
 
     def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
         """Count a message as fully processed."""
@@ -92,6 +116,9 @@ class FaustSensor(PrometheusMonitor):  # type: ignore[misc]
                 label = f"stream.{self._stream_label(stream)}.events"
                 m.total_events_per_stream.labels(stream=label).inc(n)
                 entry[1] = 0
+        batch_events, self._batch_events = self._batch_events, {}
+        for label, n in batch_events.items():
+            m.total_events_per_stream.labels(stream=f"stream.{label}.events").inc(n)
         self._observe_runtimes()
 
     def _observe_runtimes(self) -> None:

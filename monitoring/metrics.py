@@ -5,6 +5,9 @@ Label values are initialised up front so dashboards show zeros, not gaps, after 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 from faust.sensors.prometheus import MS_LATENCY_BUCKETS, FaustMetrics
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -41,6 +44,26 @@ SCORE_BUCKETS = tuple(round(i / 20, 2) for i in range(1, 21))
 TABLES = ("accounts", "counterparty_risk")
 #: Name prefix of Faust's own sensor metrics (``vigil_faust_messages_received_total``, ...).
 FAUST_PREFIX = "vigil_faust"
+
+
+def observe_many(histogram: Histogram, values: Sequence[float] | np.ndarray) -> None:
+    """Observe many values at once: what ``observe`` does per value, a bucket at a time.
+
+    ``Histogram.observe`` takes two locked increments per value (about 4 us with its
+    checks); per-transaction histograms are fed a micro-batch at a time instead.
+    """
+    data = np.asarray(values, dtype=np.float64)
+    data = data[~np.isnan(data)]  # observe(nan) lands in no bucket either
+    if not data.size:
+        return
+    buckets = histogram._buckets
+    # The first bound >= value, as observe's `value <= bound` scan finds it (+Inf is last).
+    counts = np.bincount(
+        np.searchsorted(histogram._upper_bounds, data, side="left"), minlength=len(buckets)
+    )
+    for i in np.flatnonzero(counts[: len(buckets)]):
+        buckets[i].inc(int(counts[i]))
+    histogram._sum.inc(float(data.sum()))
 
 
 class VigilMetrics:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from models.aml.rulebook import RulebookError, RuleHit, load_toml
-from models.tiers import escalate
+from models.tiers import TIERS, escalate
 
 DENY_RULE_ID = "deny_list"
 
@@ -164,7 +164,16 @@ def decide(model_tier: str, hits: Sequence[RuleHit], verdict: ListVerdict) -> De
         return Decision("HIGH", rules, True)
     if verdict.allowed:
         return Decision(model_tier, [], False, False)
+    if not hits and verdict is _CLEAR:
+        plain = _PLAIN.get(model_tier)
+        if plain is not None:
+            return plain  # the common case: nothing to add to the model's tier
     tier = escalate(model_tier, [h.tier for h in hits]) if hits else model_tier
     rules = [h.to_dict() for h in hits]
     permitted = verdict.suppressed_until_ms is None
     return Decision(tier, rules, permitted and tier != "MINIMAL", permitted)
+
+
+#: Decisions of transactions no rule or list touched, one per model tier (they are frozen,
+#: and nothing changes a record's ``rules`` list after it is built).
+_PLAIN = {t: Decision(t, [], t != "MINIMAL", True) for t in TIERS}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from models.tiers import ALERTED_TIERS, TIERS
@@ -13,6 +13,7 @@ from monitoring.metrics import (
     OUTCOMES,
     TABLES,
     VigilMetrics,
+    observe_many,
 )
 
 
@@ -92,3 +93,25 @@ def test_score_window_is_sized_by_the_drift_setting() -> None:
     metrics = VigilMetrics(drift_window=3)
     metrics.recent_scores.add([0.1, 0.2, 0.3, 0.4])
     assert len(metrics.recent_scores) == 3
+
+
+def test_observe_many_equals_observing_each_value() -> None:
+    values = [0.0, 0.0005, 0.0007, 0.01, 0.3, 0.3, 59.0, 61.0, 1e9, float("nan")]
+    one_by_one = Histogram("one", "h", buckets=LATENCY_BUCKETS_S, registry=CollectorRegistry())
+    batched = Histogram("many", "h", buckets=LATENCY_BUCKETS_S, registry=CollectorRegistry())
+    for v in values:
+        if v == v:  # observe(nan) would poison the sum; observe_many leaves it out
+            one_by_one.observe(v)
+    observe_many(batched, values)
+    observe_many(batched, [])
+
+    def samples(h: Histogram) -> list[tuple[str, dict[str, str], float]]:
+        return [
+            (s.name.split("_", 1)[1], s.labels, s.value)
+            for m in h.collect()
+            for s in m.samples
+            if not s.name.endswith("_created")
+        ]
+
+    assert samples(batched) == samples(one_by_one)
+    assert ("count", {}, 9.0) in samples(batched)

@@ -84,3 +84,30 @@ def test_runtimes_do_not_pile_up_without_scrapes() -> None:
     sensor = metrics.faust_monitor()
     _drive(sensor, [_Stream("transactions")], MAX_PENDING_RUNTIMES + 10)
     assert len(sensor._runtimes_s) < MAX_PENDING_RUNTIMES
+
+
+def test_batch_routes_count_their_messages_and_events_like_per_message_delivery() -> None:
+    metrics = VigilMetrics()
+    sensor = metrics.faust_monitor()
+    tp = TP("transactions", 1)
+    sensor.count_batch_in(tp, 41, 40, "score-transactions")
+    sensor.count_batch_out(30)  # the rest of the batch still in process
+    got = _series(metrics.render().decode(), FAUST_PREFIX + "_")
+    assert got[("messages_received_total", ())] == 40
+    assert got[("active_messages", ())] == 10
+    assert got[("total_events_total", ())] == 40
+    assert got[("messages_received_per_topic_total", (("topic", "transactions"),))] == 40
+    assert (
+        got[
+            (
+                "messages_received_per_topics_partition",
+                (("partition", "1"), ("topic", "transactions")),
+            )
+        ]
+        == 41
+    )
+    assert (
+        got[("total_events_per_stream_total", (("stream", "stream.score-transactions.events"),))]
+        == 40
+    )
+    assert sensor.messages_received_total == 40 and sensor.messages_active == 10

@@ -1,0 +1,157 @@
+"""Consumer-driven batches: cutting fetches into batches and acknowledging their offsets.
+
+The bookkeeping must match Faust's ``Consumer.ack`` message by message, because Faust's
+commit reads it; the worker on a real broker is covered by the integration tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faust.types import TP
+
+from app.batch_delivery import BatchRoute, BatchRoutes, RecordBatch, split_batches
+
+A0 = TP("tx", 0)
+A1 = TP("tx", 1)
+
+
+@dataclass
+class Rec:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+    value: bytes | None = None
+
+
+def recs(tp: TP, *offsets: int) -> list[Rec]:
+    return [Rec(tp.topic, tp.partition, o) for o in offsets]
+
+
+def test_split_keeps_fetch_order_and_offsets_per_partition_within_the_limit() -> None:
+    parts = [(A0, recs(A0, 5, 6, 7)), (A1, recs(A1, 0, 1))]
+    batches = list(split_batches(parts, max_records=2))
+    assert [[(r.partition, r.offset) for r in b.records] for b in batches] == [
+        [(0, 5), (0, 6)],
+        [(0, 7), (1, 0)],
+        [(1, 1)],
+    ]
+    assert [b.offsets for b in batches] == [{A0: [5, 6]}, {A0: [7], A1: [0]}, {A1: [1]}]
+    assert list(split_batches([], 10)) == []
+
+
+def test_merge_concatenates_records_and_offsets_in_order() -> None:
+    b1 = RecordBatch(recs(A0, 1, 2), {A0: [1, 2]})
+    b2 = RecordBatch(recs(A0, 3) + recs(A1, 9), {A0: [3], A1: [9]})
+    merged = RecordBatch.merge([b1, b2])
+    assert [r.offset for r in merged.records] == [1, 2, 3, 9]
+    assert merged.offsets == {A0: [1, 2, 3], A1: [9]}
+    assert RecordBatch.merge([b1]) is b1
+
+
+class FakeConsumer:
+    """The consumer attributes Faust's own ack path reads and writes."""
+
+    def __init__(self) -> None:
+        self._committed_offset: defaultdict[TP, int | None] = defaultdict(lambda: None)
+        self._acked_index: defaultdict[TP, set[int]] = defaultdict(set)
+        self._acked: defaultdict[TP, list[int]] = defaultdict(list)
+        self._n_acked = 0
+        self._unacked_messages: set[Any] = set()
+        self._waiting_for_ack: asyncio.Future[Any] | None = None
+
+
+class FakeApp:
+    def __init__(self, acking: set[str]) -> None:
+        self.consumer = FakeConsumer()
+        self.topics = SimpleNamespace(acks_enabled_for=lambda topic: topic in acking)
+        self.monitor = SimpleNamespace()
+
+    def channel(self, maxsize: int) -> Any:
+        return SimpleNamespace(_subscribers=[])
+
+
+def _route(app: FakeApp) -> BatchRoute:
+    topic = SimpleNamespace(topics=["tx"])
+    return BatchRoute(app, "agent", [topic], max_records=100)
+
+
+def test_ack_records_each_offset_once_as_faust_does_and_releases_the_batch() -> None:
+    app = FakeApp({"tx"})
+    consumer = app.consumer
+    consumer._committed_offset[A0] = 5  # offsets below the committed one are done already
+    route = _route(app)
+    batch = RecordBatch(recs(A0, 4, 5, 6) + recs(A1, 0), {A0: [4, 5, 6], A1: [0]})
+    route.begin(batch)
+    assert batch in consumer._unacked_messages  # a rebalance now waits for it
+
+    assert route.ack(batch) == 3
+    assert consumer._acked[A0] == [5, 6]
+    assert consumer._acked_index[A0] == {5, 6}
+    assert consumer._acked[A1] == [0]
+    assert consumer._n_acked == 3
+    assert batch.acked
+    assert batch not in consumer._unacked_messages
+
+    assert route.ack(batch) == 0  # acknowledging twice changes nothing
+    again = RecordBatch(recs(A0, 6, 7), {A0: [6, 7]})  # a redelivered offset counts once
+    assert route.ack(again) == 1
+    assert consumer._acked[A0] == [5, 6, 7]
+    assert consumer._n_acked == 4
+
+
+async def test_ack_wakes_a_rebalance_waiting_for_acknowledgements() -> None:
+    app = FakeApp({"tx"})
+    waiting: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    app.consumer._waiting_for_ack = waiting
+    _route(app).ack(RecordBatch(recs(A0, 0), {A0: [0]}))
+    assert waiting.done()
+
+
+def test_topics_without_acks_are_not_recorded() -> None:
+    app = FakeApp(set())
+    assert _route(app).ack(RecordBatch(recs(A0, 0, 1), {A0: [0, 1]})) == 0
+    assert app.consumer._acked == {}
+
+
+def test_a_topic_belongs_to_one_route() -> None:
+    app = FakeApp({"tx"})
+    routes = BatchRoutes()
+    assert not routes
+    route = routes.add(_route(app))
+    assert routes and routes.get("tx") is route and routes.get("other") is None
+    with pytest.raises(ValueError, match="tx"):
+        routes.add(_route(app))
+
+
+class FakeQueue(asyncio.Queue[Any]):
+    pass
+
+
+async def test_more_merges_queued_batches_that_fit_and_leaves_the_rest_queued() -> None:
+    app = FakeApp({"tx"})
+    route = BatchRoute(app, "agent", [SimpleNamespace(topics=["tx"])], max_records=4)
+    queue: FakeQueue = FakeQueue()
+    route.channel = SimpleNamespace(_subscribers=[SimpleNamespace(queue=queue)])
+    first = RecordBatch(recs(A0, 0, 1), {A0: [0, 1]})
+    queue.put_nowait(RecordBatch(recs(A0, 2), {A0: [2]}))
+    queue.put_nowait(RecordBatch(recs(A0, 3, 4), {A0: [3, 4]}))  # would exceed 4
+    merged = await route.more(first)
+    assert [r.offset for r in merged.records] == [0, 1, 2]
+    assert queue.qsize() == 1
+
+    # With a linger, a short batch waits for what arrives meanwhile.
+    short = RecordBatch(recs(A1, 0), {A1: [0]})
+    route2 = BatchRoute(app, "agent", [SimpleNamespace(topics=["tx"])], max_records=4)
+    queue2: FakeQueue = FakeQueue()
+    route2.channel = SimpleNamespace(_subscribers=[SimpleNamespace(queue=queue2)])
+    asyncio.get_running_loop().call_soon(queue2.put_nowait, RecordBatch(recs(A1, 1), {A1: [1]}))
+    lingered = await route2.more(short, linger_s=0.2)
+    assert [r.offset for r in lingered.records] == [0, 1]
+    assert await route2.more(short) is short  # no linger, nothing queued: as it came
