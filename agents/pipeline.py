@@ -200,13 +200,12 @@ class TransactionPipeline:
         states: dict[tuple[int, bytes], AccountState] = {}
         risks: dict[str, CounterpartyRisk | None] = {}
         dirty: set[tuple[int, bytes]] = set()
-        rows = np.empty((len(valid), N_FEATURES), dtype=np.float32)
         feature_rows: list[list[float]] = []
         replayed: list[bool] = []
         aml = AccountAmlBatch(
             self.aml.snapshot, int(self.clock() * 1000), self.settings.topic_by_counterparty
         )
-        for i, (msg, tx, key) in enumerate(valid):
+        for msg, tx, key in valid:
             slot = (msg.partition, key)
             state = states.get(slot)
             if state is None:
@@ -229,9 +228,10 @@ class TransactionPipeline:
             # changelog record brings standbys and a later owner up to date.
             dirty.add(slot)
             replayed.append(state.n == before)
-            rows[i] = features
             feature_rows.append(features)
 
+        # One conversion for the batch (a list row into a numpy row costs ~2 us each).
+        rows = np.array(feature_rows, dtype=np.float32).reshape(len(valid), N_FEATURES)
         models = self.models.current  # one consistent pair for the whole batch
         model = models.champion
         scores = model.scorer.score(rows)

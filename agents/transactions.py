@@ -111,6 +111,8 @@ async def score_transactions(batches: Any) -> None:
     pipeline = await _start_pipeline()
     async for batch in batches:
         batch = await route.more(batch, settings.batch_linger_ms / 1000.0)
+        if not route.current(batch):
+            continue  # fetched before a rebalance: read again from the committed offset
         route.begin(batch)
         try:
             await pipeline.process(batch.records)

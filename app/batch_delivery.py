@@ -53,12 +53,16 @@ class RecordBatch:
     ``value``, ``timestamp``, ``headers``), in fetch order within each partition.
     """
 
-    __slots__ = ("__weakref__", "acked", "offsets", "records", "refcount")
+    __slots__ = ("__weakref__", "acked", "generation_id", "offsets", "records", "refcount")
 
-    def __init__(self, records: list[Any], offsets: dict[TP, list[int]]) -> None:
+    def __init__(
+        self, records: list[Any], offsets: dict[TP, list[int]], generation_id: int = 0
+    ) -> None:
         self.records = records
         #: Offsets per partition, acknowledged together by :meth:`BatchRoute.ack`.
         self.offsets = offsets
+        #: The consumer group generation the records were fetched in.
+        self.generation_id = generation_id
         self.acked = False
         self.refcount = 1  # read by Faust's wait_empty when it logs what it waits for
 
@@ -80,11 +84,11 @@ class RecordBatch:
             records.extend(batch.records)
             for tp, tp_offsets in batch.offsets.items():
                 offsets.setdefault(tp, []).extend(tp_offsets)
-        return cls(records, offsets)
+        return cls(records, offsets, batches[-1].generation_id)
 
 
 def split_batches(
-    parts: Iterable[tuple[TP, Sequence[Any]]], max_records: int
+    parts: Iterable[tuple[TP, Sequence[Any]]], max_records: int, generation_id: int = 0
 ) -> Iterator[RecordBatch]:
     """Cut the records of several partitions into batches of at most ``max_records``."""
     records: list[Any] = []
@@ -97,18 +101,19 @@ def split_batches(
                 tp_offsets = offsets[tp] = []
             tp_offsets.append(record.offset)
             if len(records) >= max_records:
-                yield RecordBatch(records, offsets)
+                yield RecordBatch(records, offsets, generation_id)
                 records, offsets = [], {}
     if records:
-        yield RecordBatch(records, offsets)
+        yield RecordBatch(records, offsets, generation_id)
 
 
 class BatchRoute:
     """Topics whose records reach one agent a fetch at a time, through an in-memory channel.
 
-    The agent iterates :attr:`channel`; for each batch it calls :meth:`begin`, processes the
-    records, then :meth:`ack`. Run it with concurrency 1: batches go to one subscriber,
-    in order, so an account's transactions are never processed out of order.
+    The agent iterates :attr:`channel`; for each batch it checks :meth:`current`, calls
+    :meth:`begin`, processes the records, then :meth:`ack`. Run it with concurrency 1:
+    batches go to one subscriber, in order, so an account's transactions are never processed
+    out of order.
     """
 
     def __init__(self, app: Any, name: str, topics: Sequence[Any], max_records: int) -> None:
@@ -165,6 +170,8 @@ class BatchRoute:
                 if size + len(waiting[0]) > self.max_records:
                     break
                 nxt = queue.get_nowait()
+                if nxt.generation_id != batch.generation_id:
+                    continue  # from another generation: not processed (see current())
                 batches.append(nxt)
                 size += len(nxt)
             elif linger_s > 0 and asyncio.get_running_loop().time() < deadline:
@@ -172,6 +179,18 @@ class BatchRoute:
             else:
                 break
         return RecordBatch.merge(batches)
+
+    def current(self, batch: RecordBatch) -> bool:
+        """Tell whether ``batch`` may be processed: fetched in this generation, flow running.
+
+        A batch fetched before a rebalance (or taken while one suspends the flow) may hold
+        partitions this worker no longer owns; it is left unacknowledged and dropped, and the
+        new owner reads it again from the committed offset.
+        """
+        consumer = self.app.consumer
+        return bool(consumer.flow_active) and (
+            batch.generation_id == self.app.consumer_generation_id
+        )
 
     def begin(self, batch: RecordBatch) -> None:
         """Mark ``batch`` as in process: a rebalance now waits for its :meth:`ack`."""
@@ -282,7 +301,7 @@ async def drain(consumer: Any, fetcher: Any, routes: BatchRoutes) -> None:
                 last = offset
             if kept:
                 fresh.append((tp, kept))
-        for batch in split_batches(fresh, route.max_records):
+        for batch in split_batches(fresh, route.max_records, app.consumer_generation_id):
             await maybe_commit()
             if not await route.deliver(consumer, batch):
                 return False

@@ -74,10 +74,11 @@ class Settings:
     tier_medium: float | None = None
     tier_low: float | None = None
 
+    #: Most records per micro-batch; a batch is what one fetch returned, cut to this size.
     batch_size: int = 500
-    #: Under load a batch holds what Faust's stream delivers in this time; 5 ms gave batches of
-    #: ~20 and a saturated worker at 2,000 tx/s (fixed per-batch costs), 20 ms ~40-110.
-    batch_linger_ms: float = 20.0
+    #: Extra wait for a batch short of ``batch_size`` to grow. 0: a fetch at a time, which
+    #: already grows with the load (the next fetch holds what arrived meanwhile).
+    batch_linger_ms: float = 0.0
     max_message_bytes: int = 65536
     reasons_top_k: int = 3
 

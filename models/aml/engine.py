@@ -346,8 +346,9 @@ class RuleEngine:
             hit = check(rule, window, tx, features, replay, per_rule, gap)
             if hit is not None:
                 hits.append(hit)
-        for key in [k for k, v in per_rule.items() if not v or k not in self._ids]:
-            del per_rule[key]
+        if not (per_rule.keys() <= self._ids and all(per_rule.values())):  # rarely true
+            for key in [k for k, v in per_rule.items() if not v or k not in self._ids]:
+                del per_rule[key]
         return hits, state
 
 

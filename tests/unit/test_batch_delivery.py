@@ -65,6 +65,7 @@ class FakeConsumer:
         self._n_acked = 0
         self._unacked_messages: set[Any] = set()
         self._waiting_for_ack: asyncio.Future[Any] | None = None
+        self.flow_active = True
 
 
 class FakeApp:
@@ -72,6 +73,7 @@ class FakeApp:
         self.consumer = FakeConsumer()
         self.topics = SimpleNamespace(acks_enabled_for=lambda topic: topic in acking)
         self.monitor = SimpleNamespace()
+        self.consumer_generation_id = 3
 
     def channel(self, maxsize: int) -> Any:
         return SimpleNamespace(_subscribers=[])
@@ -155,3 +157,27 @@ async def test_more_merges_queued_batches_that_fit_and_leaves_the_rest_queued() 
     lingered = await route2.more(short, linger_s=0.2)
     assert [r.offset for r in lingered.records] == [0, 1]
     assert await route2.more(short) is short  # no linger, nothing queued: as it came
+
+
+def test_only_batches_of_the_current_generation_with_the_flow_running_are_processed() -> None:
+    app = FakeApp({"tx"})
+    route = _route(app)
+    batch = next(split_batches([(A0, recs(A0, 0))], 10, generation_id=3))
+    assert route.current(batch)
+    app.consumer.flow_active = False  # a rebalance is under way
+    assert not route.current(batch)
+    app.consumer.flow_active = True
+    app.consumer_generation_id = 4  # fetched before the rebalance: read again after it
+    assert not route.current(batch)
+
+
+async def test_more_never_merges_batches_of_another_generation() -> None:
+    app = FakeApp({"tx"})
+    route = BatchRoute(app, "agent", [SimpleNamespace(topics=["tx"])], max_records=10)
+    queue: FakeQueue = FakeQueue()
+    route.channel = SimpleNamespace(_subscribers=[SimpleNamespace(queue=queue)])
+    queue.put_nowait(RecordBatch(recs(A0, 1), {A0: [1]}, generation_id=2))
+    queue.put_nowait(RecordBatch(recs(A0, 2), {A0: [2]}, generation_id=3))
+    merged = await route.more(RecordBatch(recs(A0, 0), {A0: [0]}, generation_id=3))
+    assert [r.offset for r in merged.records] == [0, 2]
+    assert merged.generation_id == 3
