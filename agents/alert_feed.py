@@ -21,7 +21,7 @@ from mode import Service
 
 from app import app
 from app.settings import bootstrap_servers
-from app.tansu_compat import corrected_end_offsets
+from app.tansu_compat import HighWatermarkProbe, corrected_end_offsets
 from app.web.feed import AlertFeed, parse_alert
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,16 @@ BACKFILL_TIMEOUT_S = 15.0
 feed = AlertFeed(settings.web_recent_alerts)
 
 
-async def _end_offsets(consumer: Any, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+async def _end_offsets(
+    consumer: Any, tps: list[TopicPartition], probe: HighWatermarkProbe | None = None
+) -> dict[TopicPartition, int]:
     ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
     if settings.is_embedded_broker:
         # tansu's ListOffsets LATEST under-reports; the fetch high watermark is right.
-        ends = await corrected_end_offsets(consumer, ends)
+        if probe is not None:
+            ends = await probe.corrected(ends)
+        else:
+            ends = await corrected_end_offsets(consumer, ends)
     return ends
 
 
@@ -91,6 +96,7 @@ class AlertFeedService(Service):  # type: ignore[misc]
             client_id=f"{settings.app_id}-web-feed",
         )
         await consumer.start()
+        probe = HighWatermarkProbe(consumer._client._bootstrap_servers)
         try:
             tps = await _partitions(consumer, settings.alert_topics().values())
             scored = await _partitions(consumer, [settings.topic_scored])
@@ -109,10 +115,11 @@ class AlertFeedService(Service):  # type: ignore[misc]
                         if alert is not None:
                             feed.add(alert, now)
                 if now >= next_sample:
-                    ends = await _end_offsets(consumer, scored)
+                    ends = await _end_offsets(consumer, scored, probe)
                     feed.tx_rate.add(time.monotonic(), sum(ends.values()))
                     next_sample = now + RATE_SAMPLE_S
         finally:
+            await probe.close()
             await consumer.stop()
 
     async def _backfill(self, consumer: Any, tps: list[TopicPartition]) -> None:

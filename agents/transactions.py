@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from typing import Any
@@ -34,7 +35,7 @@ async def _start_pipeline() -> TransactionPipeline:
     inputs = [settings.topic_transactions, settings.topic_repartition]
     await sender.prepare([*inputs, *names, changelog, forward])
     check_partition_counts(sender, [*inputs, *names, changelog, forward])
-    return TransactionPipeline(
+    pipeline = TransactionPipeline(
         settings,
         watcher,
         AccountStore(accounts_table),
@@ -43,6 +44,12 @@ async def _start_pipeline() -> TransactionPipeline:
         risk=CounterpartyRiskStore(counterparty_risk_table),
         aml=aml_runtime(),
     )
+    # What exists now (Faust, aiokafka, the models: ~140k objects) lives as long as the
+    # worker. Keep it out of the cyclic collector: a full pass over it takes ~70 ms on the
+    # development machine, a pause of the whole event loop in the latency tail.
+    gc.collect()
+    gc.freeze()
+    return pipeline
 
 
 def check_partition_counts(sender: BatchSender, topics: list[str]) -> None:

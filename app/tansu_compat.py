@@ -26,44 +26,48 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-async def fetch_high_watermarks(client_consumer: Any, tps: list[Any]) -> dict[Any, int]:
-    """Return each partition's high watermark as reported by a real Fetch response."""
+def _new_probe(bootstrap: Any) -> Any:
     import aiokafka
 
-    bootstrap = client_consumer._client._bootstrap_servers
-    probe = aiokafka.AIOKafkaConsumer(
+    return aiokafka.AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         fetch_max_wait_ms=50,
         max_partition_fetch_bytes=1,
     )
+
+
+async def _poll_marks(probe: Any, tps: list[Any], ktps: list[Any]) -> dict[Any, int]:
+    marks: dict[Any, int] = {}
+    for _ in range(20):
+        await probe.getmany(*ktps, timeout_ms=100)
+        for tp, ktp in zip(tps, ktps, strict=True):
+            hw = probe.highwater(ktp)
+            if hw is not None:
+                marks[tp] = int(hw)
+        if len(marks) == len(tps):
+            break
+    return marks
+
+
+async def fetch_high_watermarks(client_consumer: Any, tps: list[Any]) -> dict[Any, int]:
+    """Return each partition's high watermark as reported by a real Fetch response."""
+    import aiokafka
+
+    probe = _new_probe(client_consumer._client._bootstrap_servers)
     try:
         await probe.start()
         ktps = [aiokafka.TopicPartition(tp.topic, tp.partition) for tp in tps]
         probe.assign(ktps)
         await probe.seek_to_beginning(*ktps)
-        marks: dict[Any, int] = {}
-        for _ in range(20):
-            await probe.getmany(*ktps, timeout_ms=100)
-            for tp, ktp in zip(tps, ktps, strict=True):
-                hw = probe.highwater(ktp)
-                if hw is not None:
-                    marks[tp] = int(hw)
-            if len(marks) == len(tps):
-                break
-        return marks
+        return await _poll_marks(probe, tps, ktps)
     finally:
         # Shielded: a worker shutting down cancels its callers, and a half-stopped probe
         # would leak its connections ("Unclosed AIOKafkaConsumer").
         await asyncio.shield(probe.stop())
 
 
-async def corrected_end_offsets(client_consumer: Any, offsets: Mapping[Any, int]) -> dict[Any, int]:
-    """Return ``offsets`` raised to the fetch high watermark where tansu under-reports."""
-    tps = list(offsets)
-    if not tps:
-        return dict(offsets)
-    marks = await fetch_high_watermarks(client_consumer, tps)
+def _raise_to(offsets: Mapping[Any, int], marks: Mapping[Any, int]) -> dict[Any, int]:
     corrected = dict(offsets)
     for tp, hw in marks.items():
         end = offsets[tp]
@@ -71,3 +75,50 @@ async def corrected_end_offsets(client_consumer: Any, offsets: Mapping[Any, int]
             log.debug("tansu end offset corrected", extra={"tp": str(tp), "listed": end, "hw": hw})
             corrected[tp] = hw
     return corrected
+
+
+async def corrected_end_offsets(client_consumer: Any, offsets: Mapping[Any, int]) -> dict[Any, int]:
+    """Return ``offsets`` raised to the fetch high watermark where tansu under-reports."""
+    tps = list(offsets)
+    if not tps:
+        return dict(offsets)
+    return _raise_to(offsets, await fetch_high_watermarks(client_consumer, tps))
+
+
+class HighWatermarkProbe:
+    """:func:`corrected_end_offsets` for callers that ask every few seconds.
+
+    A probe consumer per call (bootstrap, metadata of every topic, new connections) is fine
+    for a table recovery, but the web view samples the scored topic's end every 5 s, and
+    starting a consumer each time paused the worker's event loop in the middle of scoring.
+    This keeps one probe, and fetches from just below the listed end.
+    """
+
+    def __init__(self, bootstrap: Any) -> None:
+        self._bootstrap = bootstrap
+        self._probe: Any = None
+
+    async def corrected(self, offsets: Mapping[Any, int]) -> dict[Any, int]:
+        """Return ``offsets`` raised to the fetch high watermark where tansu under-reports."""
+        import aiokafka
+
+        tps = list(offsets)
+        if not tps:
+            return dict(offsets)
+        if self._probe is None:
+            probe = _new_probe(self._bootstrap)
+            await probe.start()
+            self._probe = probe
+        probe = self._probe
+        ktps = [aiokafka.TopicPartition(tp.topic, tp.partition) for tp in tps]
+        if set(ktps) != probe.assignment():
+            probe.assign(ktps)
+        for tp, ktp in zip(tps, ktps, strict=True):
+            probe.seek(ktp, max(0, (offsets[tp] or 0) - 1))
+        return _raise_to(offsets, await _poll_marks(probe, tps, ktps))
+
+    async def close(self) -> None:
+        """Stop the probe consumer (shielded, as in :func:`fetch_high_watermarks`)."""
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            await asyncio.shield(probe.stop())
