@@ -113,9 +113,15 @@ class HighWatermarkProbe:
         ktps = [aiokafka.TopicPartition(tp.topic, tp.partition) for tp in tps]
         if set(ktps) != probe.assignment():
             probe.assign(ktps)
+        probe.resume(*ktps)
         for tp, ktp in zip(tps, ktps, strict=True):
             probe.seek(ktp, max(0, (offsets[tp] or 0) - 1))
-        return _raise_to(offsets, await _poll_marks(probe, tps, ktps))
+        try:
+            return _raise_to(offsets, await _poll_marks(probe, tps, ktps))
+        finally:
+            # Between calls the probe must not fetch: an assigned consumer prefetches for
+            # ever, here a record at a time through the whole topic.
+            probe.pause(*ktps)
 
     async def close(self) -> None:
         """Stop the probe consumer (shielded, as in :func:`fetch_high_watermarks`)."""
