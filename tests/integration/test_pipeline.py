@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import Counter
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from models.artifact import load_artifact
 from models.tiers import tier_for_score
@@ -21,6 +23,17 @@ pytestmark = pytest.mark.integration
 
 def _headers(record: Any) -> dict[str, bytes]:
     return dict(record.headers)
+
+
+async def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
+    """Return the group's committed offset of each partition of ``topic`` (-1: none)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        return [(await consumer.committed(tp)) or -1 for tp in tps]
+    finally:
+        await consumer.stop()
 
 
 def test_stream_scores_alerts_dead_letters_and_tables(
@@ -105,6 +118,10 @@ def test_stream_scores_alerts_dead_letters_and_tables(
 
     # The account table holds each account's count and sum of amounts.
     assert worker.stop() == 0
+    # The batches' acknowledgements reached Faust's commits: every input offset is committed.
+    topic, partitions = env["VIGIL_TOPIC_TRANSACTIONS"], int(env["VIGIL_PARTITIONS"])
+    committed = asyncio.run(_committed(broker.bootstrap, env["VIGIL_APP_ID"], topic, partitions))
+    assert sum(max(0, o) for o in committed) == len(sc.records), committed
     states = read_accounts(Path(env["VIGIL_DATA_DIR"]))
     per_account: dict[str, list[float]] = {}
     for tx in sc.valid.values():
