@@ -166,16 +166,7 @@ async def aml_fan_in(batches: Any) -> None:
     route = app.counterparty_batches
     route.subscribe()
     pipeline = await _start()
-    async for batch in batches:
-        batch = await route.more(batch, settings.batch_linger_ms / 1000.0)
-        if not route.current(batch):
-            continue  # fetched before a rebalance: read again from the committed offset
-        route.begin(batch)
-        try:
-            await pipeline.process(batch.records)
-        except Exception as exc:
-            exit_now(exc)  # as in agents/transactions.py: never commit past lost work
-        route.ack(batch)
+    await route.serve(batches, pipeline.process, settings.batch_linger_ms / 1000.0, exit_now)
 
 
 @app.timer(interval=settings.lists_reload_s)  # type: ignore[untyped-decorator]

@@ -116,19 +116,9 @@ async def score_transactions(batches: Any) -> None:
     route = app.transaction_batches
     route.subscribe()
     pipeline = await _start_pipeline()
-    async for batch in batches:
-        batch = await route.more(batch, settings.batch_linger_ms / 1000.0)
-        if not route.current(batch):
-            continue  # fetched before a rebalance: read again from the committed offset
-        route.begin(batch)
-        try:
-            await pipeline.process(batch.records)
-        except Exception as exc:
-            # Never acknowledge a batch whose outputs may be incomplete: stopping the
-            # process keeps its offsets uncommitted. Bad input never gets here (it goes to
-            # the dead-letter topic), so this is a bug or a broken broker.
-            exit_now(exc)
-        route.ack(batch)
+    # Any exception stops the worker (exit_now): bad input never gets there (it goes to the
+    # dead-letter topic), so it is a bug or a broken broker, and the batch stays unacked.
+    await route.serve(batches, pipeline.process, settings.batch_linger_ms / 1000.0, exit_now)
 
 
 @app.timer(interval=15.0)  # type: ignore[untyped-decorator]  # faust leaves it untyped

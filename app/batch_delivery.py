@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from faust.transport import consumer as faust_consumer
@@ -110,8 +110,8 @@ def split_batches(
 class BatchRoute:
     """Topics whose records reach one agent a fetch at a time, through an in-memory channel.
 
-    The agent iterates :attr:`channel`; for each batch it checks :meth:`current`, calls
-    :meth:`begin`, processes the records, then :meth:`ack`. Run it with concurrency 1:
+    The agent iterates :attr:`channel` through :meth:`serve` (which checks :meth:`current`,
+    calls :meth:`begin`, processes the records, then :meth:`ack`). Run it with concurrency 1:
     batches go to one subscriber, in order, so an account's transactions are never processed
     out of order.
     """
@@ -179,6 +179,31 @@ class BatchRoute:
             else:
                 break
         return RecordBatch.merge(batches)
+
+    async def serve(
+        self,
+        batches: AsyncIterator[RecordBatch],
+        process: Callable[[list[Any]], Awaitable[None]],
+        linger_s: float,
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        """Run an agent's loop: ``process`` the records of each current batch, then ack it.
+
+        ``on_error`` gets any exception of ``process`` and must not return normally (the
+        workers pass :func:`agents.pipeline.exit_now`): a batch whose outputs may be
+        incomplete is never acknowledged.
+        """
+        async for first in batches:
+            batch = await self.more(first, linger_s)
+            if not self.current(batch):
+                continue  # fetched before a rebalance: read again from the committed offset
+            self.begin(batch)
+            try:
+                await process(batch.records)
+            except Exception as exc:
+                on_error(exc)
+                raise
+            self.ack(batch)
 
     def current(self, batch: RecordBatch) -> bool:
         """Tell whether ``batch`` may be processed: fetched in this generation, flow running.

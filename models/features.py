@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from models.counterparty_risk import RISK_FEATURE_NAMES, CounterpartyRisk, risk_features
-from models.transaction import Transaction, tx_hash
+from models.transaction import Transaction
 
 STATE_FORMAT = 3
 
@@ -197,7 +197,7 @@ def _add(buckets: list[list[float]], idx: int, amount: float, slots: int) -> Non
 
 def is_replay(state: AccountState, tx: Transaction) -> bool:
     """Tell whether ``tx`` was applied to ``state`` already."""
-    return tx_hash(tx.tx_id) in state.seen
+    return tx.id_hash in state.seen
 
 
 def update_account(
@@ -301,7 +301,7 @@ def update_account(
         *risk_features(cp_risk if tx.counterparty_id is not None else None, ts),
     ]
 
-    h = tx_hash(tx.tx_id)
+    h = tx.id_hash
     if h in st.seen:
         return features, st
 

@@ -10,9 +10,8 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -63,6 +62,11 @@ class Transaction:
     balance_before: float | None
     balance_after: float | None
     raw: dict[str, Any]
+    #: :func:`tx_hash` of ``tx_id``: the replay memories compare it, so it is worked out once.
+    id_hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.id_hash = tx_hash(self.tx_id)
 
 
 def _decode(payload: bytes) -> Any:
@@ -202,12 +206,10 @@ def transaction_from_dict(doc: Any) -> Transaction:
     )
 
 
-@lru_cache(maxsize=8192)
 def tx_hash(tx_id: str) -> int:
     """Return a stable 63-bit hash of a transaction id (fits a signed JSON integer).
 
     The replay memories (account state, fan-in state, counterparty labels) store these.
-    Cached: the features, the AML rules and the fan-in stage each ask for a transaction's.
     """
     digest = hashlib.blake2b(tx_id.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1

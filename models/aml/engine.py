@@ -32,7 +32,7 @@ from typing import Any
 
 from models.aml.rulebook import Rule, Rulebook, RuleHit, fmt_window
 from models.features import FEATURE_NAMES
-from models.transaction import Transaction, tx_hash
+from models.transaction import Transaction
 
 AML_FORMAT = 1
 CP_FORMAT = 1
@@ -331,7 +331,7 @@ class RuleEngine:
         ``FEATURE_NAMES`` order. ``replay`` says the state already holds ``tx`` (the account
         state's ``n`` did not change): it is evaluated but not counted again.
         """
-        h = tx_hash(tx.tx_id)
+        h = tx.id_hash
         state = aml if aml and aml[0] == AML_FORMAT else [AML_FORMAT, 0, None, {}]
         per_rule: dict[str, Any] = state[3]
         if replay:
@@ -377,7 +377,7 @@ class FanInEngine:
 
     def is_replay(self, cp_state: list[Any], tx: Transaction) -> bool:
         """Tell whether ``cp_state`` already holds ``tx``."""
-        return bool(cp_state) and tx_hash(tx.tx_id) in cp_state[1]
+        return bool(cp_state) and tx.id_hash in cp_state[1]
 
     def evaluate(
         self, cp_state: list[Any], tx: Transaction, replay: bool | None = None
@@ -393,7 +393,7 @@ class FanInEngine:
         seen: list[int] = state[1]
         senders_by_rule: dict[str, list[list[int]]] = state[2]
         buckets_by_rule: dict[str, list[list[float]]] = state[3]
-        h = tx_hash(tx.tx_id)
+        h = tx.id_hash
         if replay is None:
             replay = h in seen
         if not replay:

@@ -181,3 +181,29 @@ async def test_more_never_merges_batches_of_another_generation() -> None:
     merged = await route.more(RecordBatch(recs(A0, 0), {A0: [0]}, generation_id=3))
     assert [r.offset for r in merged.records] == [0, 2]
     assert merged.generation_id == 3
+
+
+async def test_serve_processes_current_batches_acks_them_and_never_acks_a_failed_one() -> None:
+    app = FakeApp({"tx"})
+    route = _route(app)
+    done = RecordBatch(recs(A0, 0, 1), {A0: [0, 1]}, generation_id=3)
+    stale = RecordBatch(recs(A0, 2), {A0: [2]}, generation_id=2)  # before a rebalance
+    failing = RecordBatch(recs(A1, 0), {A1: [0]}, generation_id=3)
+    seen: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    async def batches() -> Any:
+        for batch in (done, stale, failing):
+            yield batch
+
+    async def process(records: list[Any]) -> None:
+        seen.append([r.offset for r in records])
+        if records[0].partition == 1:
+            raise RuntimeError("broken broker")
+
+    with pytest.raises(RuntimeError):
+        await route.serve(batches(), process, 0.0, errors.append)
+    assert seen == [[0, 1], [0]]  # the stale batch was not processed
+    assert [str(e) for e in errors] == ["broken broker"]
+    assert done.acked and not stale.acked and not failing.acked
+    assert app.consumer._acked == {A0: [0, 1]}
