@@ -49,10 +49,14 @@ class WorkerProcess:
         self.env = env
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        #: Where this process's output starts in the log: a log file reused by a later
+        #: worker (a benchmark's next round) already holds an earlier "Ready" line.
+        self._log_start = 0
 
     def start(self, timeout_s: float = 90.0) -> WorkerProcess:
         """Start the worker and wait until Faust reports it ready."""
         faust = Path(sys.executable).parent / "faust"
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(faust), "-A", "app", "worker", "-l", "info"],
@@ -71,8 +75,12 @@ class WorkerProcess:
         raise RuntimeError(f"worker not ready within {timeout_s}s:\n{self.log()[-4000:]}")
 
     def log(self) -> str:
-        """Return what the worker has written so far."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """Return what this worker has written so far (not earlier runs in the same file)."""
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_start)
+            return log.read().decode(errors="replace")
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """Stop the worker like an operator would (SIGTERM), killing it if it hangs."""
