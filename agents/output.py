@@ -45,19 +45,28 @@ class BatchSender:
 
     async def prepare(self, topics: Sequence[str]) -> None:
         """Load metadata of the topics so partitions can be computed synchronously."""
+        client = self._producer.client
         for topic in topics:
-            await self._producer.client._wait_on_metadata(topic)
-            self._counts[topic] = self.partition_count(topic)
+            await client._wait_on_metadata(topic)
+            self._counts[topic] = self._listed_count(topic)
+            # Track it from now on: a topic the client only knows from its bootstrap (all
+            # topics) metadata drops out of the cluster view at the next refresh, which asks
+            # for the tracked topics only.
+            await client.add_topic(topic)
 
     def partition_count(self, topic: str) -> int:
-        """Return the partition count of a prepared topic."""
+        """Return the partition count of a topic, as prepared (else as listed now)."""
+        count = self._counts.get(topic)
+        return self._listed_count(topic) if count is None else count
+
+    def _listed_count(self, topic: str) -> int:
         return len(self._producer.client.cluster.partitions_for_topic(topic) or ())
 
     def partition_for(self, topic: str, key: bytes) -> int:
         """Return the partition the producer's default (murmur2) partitioner picks."""
         count = self._counts.get(topic)
         if count is None:
-            count = self._counts[topic] = self.partition_count(topic)
+            count = self._counts[topic] = self._listed_count(topic)
         return murmur2_partition(key, count)
 
     def add(
