@@ -13,6 +13,8 @@
   started them anyway; re-read messages are recognised as replays by the account state.
 * Batch routes: the scoring topics' records reach their agent a fetch at a time
   (:mod:`app.batch_delivery`).
+* Embedded broker only: idle partitions are fetched less often
+  (:func:`app.tansu_compat.fetch_quiet_partitions_less_often`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ class VigilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignor
         # aiokafka reads this attribute when it builds its Fetcher in start().
         consumer._fetch_max_wait_ms = _settings(self.app).fetch_max_wait_ms
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        settings = _settings(self.app)
+        if settings.is_embedded_broker and not self.app.client_only:
+            from app.tansu_compat import fetch_quiet_partitions_less_often
+
+            # Producers' transactions keep the fetch wait; everything else (labels, re-keyed
+            # and fan-in topics, changelogs) waits up to QUIET_FETCH_EVERY_S once idle.
+            fetch_quiet_partitions_less_often(self._consumer, [settings.topic_transactions])
 
     async def seek_to_committed(self) -> Any:
         committed = await super().seek_to_committed()
