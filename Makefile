@@ -35,7 +35,7 @@ integration: $(STAMP)
 
 ## Throughput and latency benchmark against the embedded broker (prints its figures).
 bench: $(STAMP)
-	$(BIN)/python bench/pipeline_bench.py --rounds 3
+	$(BIN)/python bench/pipeline_bench.py --rounds 5
 
 clean:
 	rm -rf $(VENV) .vigil-data .pytest_cache .mypy_cache .ruff_cache
