@@ -2,11 +2,18 @@
 
 ``producer.send()`` creates a future and a metadata lookup per message; appending to a
 ``BatchBuilder`` is several times cheaper, which matters at thousands of records a second.
+
+Records of a *held* topic (:meth:`BatchSender.hold`) are collected over several
+micro-batches and sent once they are ``linger_s`` old, or when :meth:`BatchSender.release`
+is called; the worker calls it before every offset commit (see
+:class:`app.kafka_transport.VigilProducer`), so committed input never has held records
+that were not delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,9 +38,19 @@ class BatchSender:
     """Collect records per (topic, partition) and send them as producer batches."""
 
     def __init__(
-        self, producer: Any, on_error: Callable[[BaseException], None] | None = None
+        self,
+        producer: Any,
+        on_error: Callable[[BaseException], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._producer = producer
+        self._clock = clock
+        #: Held topics and how long their records may wait.
+        self._linger_s: dict[str, float] = {}
+        # (topic, partition) -> [builder, records in it], for held topics
+        self._held: dict[tuple[str, int], list[Any]] = {}
+        self._held_full: list[tuple[str, int, Any, int]] = []
+        self._held_since: float | None = None
         #: Called from the first done-callback of a failed batch, i.e. before anything else
         #: waiting on that batch (such as Faust's pre-commit flush) resumes.
         self._on_error = on_error
@@ -69,6 +86,11 @@ class BatchSender:
             count = self._counts[topic] = self._listed_count(topic)
         return murmur2_partition(key, count)
 
+    def hold(self, topic: str, linger_s: float) -> None:
+        """Collect the records of ``topic`` for up to ``linger_s`` before sending them."""
+        if linger_s > 0:
+            self._linger_s[topic] = linger_s
+
     def add(
         self,
         topic: str,
@@ -78,15 +100,21 @@ class BatchSender:
         headers: Headers | None = None,
         timestamp_ms: int | None = None,
     ) -> None:
-        """Queue one record for the next :meth:`send`."""
+        """Queue one record for the next :meth:`submit` (or :meth:`release`, if held)."""
         headers = headers or []
         tp = (topic, partition)
-        slot = self._open.get(tp)
+        if topic in self._linger_s:
+            open_, full = self._held, self._held_full
+            if self._held_since is None:
+                self._held_since = self._clock()
+        else:
+            open_, full = self._open, self._full
+        slot = open_.get(tp)
         if slot is None:
-            slot = self._open[tp] = [self._producer.create_batch(), 0]
+            slot = open_[tp] = [self._producer.create_batch(), 0]
         if slot[0].append(timestamp=timestamp_ms, key=key, value=value, headers=headers) is None:
-            self._full.append((topic, partition, slot[0], slot[1]))
-            slot = self._open[tp] = [self._producer.create_batch(), 0]
+            full.append((topic, partition, slot[0], slot[1]))
+            slot = open_[tp] = [self._producer.create_batch(), 0]
             if (
                 slot[0].append(timestamp=timestamp_ms, key=key, value=value, headers=headers)
                 is None
@@ -103,6 +131,30 @@ class BatchSender:
         pending = self._full + [(t, p, b, n) for (t, p), (b, n) in self._open.items()]
         self._full = []
         self._open = {}
+        if self._held_since is not None:
+            linger_s = min(self._linger_s.values())
+            if self._clock() - self._held_since >= linger_s:
+                pending.extend(self._take_held())
+        return await self._send(pending)
+
+    async def release(self) -> asyncio.Future[dict[tuple[str, int], int]]:
+        """Hand every held record to the producer now (before a commit, or at linger)."""
+        return await self._send(self._take_held())
+
+    def held_age_s(self) -> float | None:
+        """Return how long the oldest held record has waited (None when nothing is held)."""
+        return None if self._held_since is None else self._clock() - self._held_since
+
+    def _take_held(self) -> list[tuple[str, int, Any, int]]:
+        held = self._held_full + [(t, p, b, n) for (t, p), (b, n) in self._held.items()]
+        self._held_full = []
+        self._held = {}
+        self._held_since = None
+        return held
+
+    async def _send(
+        self, pending: list[tuple[str, int, Any, int]]
+    ) -> asyncio.Future[dict[tuple[str, int], int]]:
         sent: list[tuple[str, int, int, asyncio.Future[Any]]] = []
         for topic, partition, builder, count in pending:
             builder.close()  # nothing else may add to it, so offsets below are exact

@@ -35,6 +35,11 @@ async def _start_pipeline() -> TransactionPipeline:
     inputs = [settings.topic_transactions, settings.topic_repartition]
     await sender.prepare([*inputs, *names, changelog, forward])
     check_partition_counts(sender, [*inputs, *names, changelog, forward])
+    # Forwards for the fan-in rules wait up to VIGIL_FANIN_LINGER_MS: the fan-in stage then
+    # gets a few large batches a second instead of one per fetch. The producer hands them
+    # over before every commit, so committed input always has its forwards delivered.
+    sender.hold(forward, settings.fanin_linger_ms / 1000.0)
+    producer.before_flush(sender.release)
     pipeline = TransactionPipeline(
         settings,
         watcher,
@@ -44,6 +49,8 @@ async def _start_pipeline() -> TransactionPipeline:
         risk=CounterpartyRiskStore(counterparty_risk_table),
         aml=aml_runtime(),
     )
+    global _sender
+    _sender = sender
     # What exists now (Faust, aiokafka, the models: ~140k objects) lives as long as the
     # worker. Keep it out of the cyclic collector: a full pass over it takes ~70 ms on the
     # development machine, a pause of the whole event loop in the latency tail.
@@ -74,6 +81,8 @@ def check_partition_counts(sender: BatchSender, topics: list[str]) -> None:
 
 
 _watcher: ModelWatcher | None = None
+#: The scoring agent's sender, for :func:`release_held_forwards` (set when the agent starts).
+_sender: BatchSender | None = None
 
 
 def _model_watcher() -> ModelWatcher:
@@ -119,6 +128,14 @@ async def score_transactions(batches: Any) -> None:
     # Any exception stops the worker (exit_now): bad input never gets there (it goes to the
     # dead-letter topic), so it is a bug or a broken broker, and the batch stays unacked.
     await route.serve(batches, pipeline.process, settings.batch_linger_ms / 1000.0, exit_now)
+
+
+@app.timer(interval=max(0.05, settings.fanin_linger_ms / 1000.0))  # type: ignore[untyped-decorator]
+async def release_held_forwards() -> None:
+    """Send held forwards once they are old enough, also when no new batch comes."""
+    age = None if _sender is None else _sender.held_age_s()
+    if _sender is not None and age is not None and age >= settings.fanin_linger_ms / 1000.0:
+        await _sender.release()
 
 
 @app.timer(interval=15.0)  # type: ignore[untyped-decorator]  # faust leaves it untyped

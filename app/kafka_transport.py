@@ -15,10 +15,14 @@
   (:mod:`app.batch_delivery`).
 * Embedded broker only: idle partitions are fetched less often
   (:func:`app.tansu_compat.fetch_quiet_partitions_less_often`).
+* Held records: Faust flushes its producer before it commits offsets, and
+  :class:`VigilProducer` first hands over what the batch senders hold back
+  (:meth:`agents.output.BatchSender.hold`), so a commit never covers undelivered outputs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -83,7 +87,26 @@ class VigilConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         await drain(self, fetcher, routes)
 
 
+class VigilProducer(faust_aiokafka.Producer):  # type: ignore[misc]
+    """Faust's aiokafka producer that runs registered hooks before every flush."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._before_flush: list[Callable[[], Awaitable[object]]] = []
+
+    def before_flush(self, hook: Callable[[], Awaitable[object]]) -> None:
+        """Run ``hook`` (e.g. a sender's ``release``) at the start of every flush."""
+        self._before_flush.append(hook)
+
+    async def flush(self) -> None:
+        """Hand over held records, then wait for everything buffered (Faust's flush)."""
+        for hook in list(self._before_flush):
+            await hook()
+        await super().flush()
+
+
 class VigilTransport(faust_aiokafka.Transport):  # type: ignore[misc]
-    """The aiokafka transport with :class:`VigilConsumer`."""
+    """The aiokafka transport with :class:`VigilConsumer` and :class:`VigilProducer`."""
 
     Consumer = VigilConsumer
+    Producer = VigilProducer

@@ -79,6 +79,10 @@ class Settings:
     #: Extra wait for a batch short of ``batch_size`` to grow. 0: a fetch at a time, which
     #: already grows with the load (the next fetch holds what arrived meanwhile).
     batch_linger_ms: float = 0.0
+    #: How long transfers forwarded to the fan-in stage are collected before they are sent.
+    #: Fewer, larger batches on transactions.by-counterparty; fan-in alerts come this much
+    #: later. 0 sends them with each micro-batch.
+    fanin_linger_ms: float = 200.0
     max_message_bytes: int = 65536
     reasons_top_k: int = 3
 
@@ -165,6 +169,8 @@ def _check(settings: Settings) -> None:
             problems.append(f"{_env_name(name)} must be > 0")
     if settings.batch_linger_ms < 0:
         problems.append("VIGIL_BATCH_LINGER_MS must be >= 0")
+    if settings.fanin_linger_ms < 0:
+        problems.append("VIGIL_FANIN_LINGER_MS must be >= 0")
     if settings.fetch_max_wait_ms < 1:
         problems.append("VIGIL_FETCH_MAX_WAIT_MS must be >= 1 (0 returns empty fetches on tansu)")
     for tier, value in settings.tier_overrides().items():

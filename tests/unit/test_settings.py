@@ -134,6 +134,7 @@ def test_bad_number_names_the_variable(name: str, value: str) -> None:
         ("VIGIL_PARTITIONS", "0"),
         ("VIGIL_BATCH_SIZE", "-1"),
         ("VIGIL_BATCH_LINGER_MS", "-0.5"),
+        ("VIGIL_FANIN_LINGER_MS", "-1"),
         ("VIGIL_FETCH_MAX_WAIT_MS", "0"),
         ("VIGIL_BROKER_FLAVOR", "redpanda"),
         ("VIGIL_LOG_LEVEL", "verbose"),
