@@ -34,6 +34,25 @@ def murmur2_partition(key: bytes, partitions: int) -> int:
     return (murmurhash2(key, MURMUR2_SEED) & 0x7FFFFFFF) % partitions
 
 
+Pending = list[tuple[str, int, Any, int]]  # (topic, partition, builder, records in it)
+
+
+class _Lane:
+    """Producer batches being filled, per (topic, partition), and those already full."""
+
+    __slots__ = ("full", "open")
+
+    def __init__(self) -> None:
+        self.open: dict[tuple[str, int], list[Any]] = {}  # tp -> [builder, records in it]
+        self.full: Pending = []
+
+    def take(self) -> Pending:
+        """Return every batch of the lane (full ones first) and empty it."""
+        taken = self.full + [(t, p, b, n) for (t, p), (b, n) in self.open.items()]
+        self.open, self.full = {}, []
+        return taken
+
+
 class BatchSender:
     """Collect records per (topic, partition) and send them as producer batches."""
 
@@ -45,18 +64,15 @@ class BatchSender:
     ) -> None:
         self._producer = producer
         self._clock = clock
-        #: Held topics and how long their records may wait.
-        self._linger_s: dict[str, float] = {}
-        # (topic, partition) -> [builder, records in it], for held topics
-        self._held: dict[tuple[str, int], list[Any]] = {}
-        self._held_full: list[tuple[str, int, Any, int]] = []
-        self._held_since: float | None = None
         #: Called from the first done-callback of a failed batch, i.e. before anything else
         #: waiting on that batch (such as Faust's pre-commit flush) resumes.
         self._on_error = on_error
-        # (topic, partition) -> [builder, records in it]
-        self._open: dict[tuple[str, int], list[Any]] = {}
-        self._full: list[tuple[str, int, Any, int]] = []
+        self._lane = _Lane()  # sent by the next submit
+        self._held = _Lane()  # records of held topics
+        self._held_topics: set[str] = set()
+        #: How long held records may wait (the shortest linger of the held topics).
+        self._linger_s = float("inf")
+        self._held_since: float | None = None
         #: Partition counts of the prepared topics (checked at start; read per key).
         self._counts: dict[str, int] = {}
 
@@ -89,7 +105,8 @@ class BatchSender:
     def hold(self, topic: str, linger_s: float) -> None:
         """Collect the records of ``topic`` for up to ``linger_s`` before sending them."""
         if linger_s > 0:
-            self._linger_s[topic] = linger_s
+            self._held_topics.add(topic)
+            self._linger_s = min(self._linger_s, linger_s)
 
     def add(
         self,
@@ -103,18 +120,17 @@ class BatchSender:
         """Queue one record for the next :meth:`submit` (or :meth:`release`, if held)."""
         headers = headers or []
         tp = (topic, partition)
-        if topic in self._linger_s:
-            open_, full = self._held, self._held_full
+        lane = self._lane
+        if topic in self._held_topics:
+            lane = self._held
             if self._held_since is None:
                 self._held_since = self._clock()
-        else:
-            open_, full = self._open, self._full
-        slot = open_.get(tp)
+        slot = lane.open.get(tp)
         if slot is None:
-            slot = open_[tp] = [self._producer.create_batch(), 0]
+            slot = lane.open[tp] = [self._producer.create_batch(), 0]
         if slot[0].append(timestamp=timestamp_ms, key=key, value=value, headers=headers) is None:
-            full.append((topic, partition, slot[0], slot[1]))
-            slot = open_[tp] = [self._producer.create_batch(), 0]
+            lane.full.append((topic, partition, slot[0], slot[1]))
+            slot = lane.open[tp] = [self._producer.create_batch(), 0]
             if (
                 slot[0].append(timestamp=timestamp_ms, key=key, value=value, headers=headers)
                 is None
@@ -128,33 +144,33 @@ class BatchSender:
         Returns a future of the last offset written per (topic, partition), done when the
         broker has acknowledged every batch (or failed with the first error).
         """
-        pending = self._full + [(t, p, b, n) for (t, p), (b, n) in self._open.items()]
-        self._full = []
-        self._open = {}
-        if self._held_since is not None:
-            linger_s = min(self._linger_s.values())
-            if self._clock() - self._held_since >= linger_s:
-                pending.extend(self._take_held())
+        pending = self._lane.take()
+        if self._held_due():
+            pending.extend(self._take_held())
         return await self._send(pending)
 
     async def release(self) -> asyncio.Future[dict[tuple[str, int], int]]:
-        """Hand every held record to the producer now (before a commit, or at linger)."""
+        """Hand every held record to the producer now (before a commit)."""
         return await self._send(self._take_held())
+
+    async def release_due(self) -> None:
+        """Hand the held records over if they have waited their linger (a timer's call)."""
+        if self._held_due():
+            await self.release()
 
     def held_age_s(self) -> float | None:
         """Return how long the oldest held record has waited (None when nothing is held)."""
         return None if self._held_since is None else self._clock() - self._held_since
 
-    def _take_held(self) -> list[tuple[str, int, Any, int]]:
-        held = self._held_full + [(t, p, b, n) for (t, p), (b, n) in self._held.items()]
-        self._held_full = []
-        self._held = {}
-        self._held_since = None
-        return held
+    def _held_due(self) -> bool:
+        age = self.held_age_s()
+        return age is not None and age >= self._linger_s
 
-    async def _send(
-        self, pending: list[tuple[str, int, Any, int]]
-    ) -> asyncio.Future[dict[tuple[str, int], int]]:
+    def _take_held(self) -> Pending:
+        self._held_since = None
+        return self._held.take()
+
+    async def _send(self, pending: Pending) -> asyncio.Future[dict[tuple[str, int], int]]:
         sent: list[tuple[str, int, int, asyncio.Future[Any]]] = []
         for topic, partition, builder, count in pending:
             builder.close()  # nothing else may add to it, so offsets below are exact

@@ -133,9 +133,8 @@ async def score_transactions(batches: Any) -> None:
 @app.timer(interval=max(0.05, settings.fanin_linger_ms / 1000.0))  # type: ignore[untyped-decorator]
 async def release_held_forwards() -> None:
     """Send held forwards once they are old enough, also when no new batch comes."""
-    age = None if _sender is None else _sender.held_age_s()
-    if _sender is not None and age is not None and age >= settings.fanin_linger_ms / 1000.0:
-        await _sender.release()
+    if _sender is not None:
+        await _sender.release_due()
 
 
 @app.timer(interval=15.0)  # type: ignore[untyped-decorator]  # faust leaves it untyped
