@@ -29,6 +29,17 @@ def quiet(clock: Clock) -> QuietPartitions:
     return QuietPartitions(["transactions"], quiet_after_s=1.0, fetch_every_s=0.2, clock=clock)
 
 
+def quiet_after_idle() -> tuple[QuietPartitions, Clock, dict[TP, int]]:
+    """Return a selector whose labels partitions have just gone quiet (after a full fetch)."""
+    clock = Clock()
+    q = quiet(clock)
+    positions = dict.fromkeys(ALL, 0)
+    q.select(ALL, positions.get)
+    clock.now += 1.5
+    q.select(ALL, positions.get)  # a full fetch
+    return q, clock, positions
+
+
 def test_new_partitions_are_fetched_until_they_have_been_idle_for_a_while() -> None:
     clock = Clock()
     q = quiet(clock)
@@ -44,12 +55,7 @@ def test_new_partitions_are_fetched_until_they_have_been_idle_for_a_while() -> N
 
 
 def test_quiet_partitions_are_fetched_once_every_interval() -> None:
-    clock = Clock()
-    q = quiet(clock)
-    positions = dict.fromkeys(ALL, 0)
-    q.select(ALL, positions.get)
-    clock.now += 1.5
-    q.select(ALL, positions.get)  # a full fetch
+    q, clock, positions = quiet_after_idle()
     picks = []
     for _ in range(100):  # one second of 10 ms fetches
         clock.now += 0.01
@@ -59,12 +65,7 @@ def test_quiet_partitions_are_fetched_once_every_interval() -> None:
 
 
 def test_a_moved_position_makes_a_partition_active_again_at_once() -> None:
-    clock = Clock()
-    q = quiet(clock)
-    positions = dict.fromkeys(ALL, 0)
-    q.select(ALL, positions.get)
-    clock.now += 1.5
-    q.select(ALL, positions.get)
+    q, clock, positions = quiet_after_idle()
     clock.now += 0.01
     assert LB1 not in q.select(ALL, positions.get)
     positions[LB1] = 7  # a record was consumed (or the partition was seeked)
