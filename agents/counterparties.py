@@ -151,7 +151,7 @@ class FanInPipeline:
             rules = [*fwd.rules, *(h.to_dict() for h in hits)]
             reasons = fwd.reasons or self.explain(fwd)
             alert = dumps(fanin_alert(fwd, tier, rules, reasons, now_ms))
-        # Built in full before anything is kept, so a failing record changes nothing.
+        # The alert is built before the state is kept: a record that fails adds nothing.
         states[slot] = state
         dirty.add(slot)  # replays too: the changelog may be behind the local database
         if alert is not None:
