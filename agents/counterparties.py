@@ -25,13 +25,13 @@ import numpy as np
 import orjson
 
 from agents.output import BatchSender
-from agents.pipeline import InMessage, exit_now
+from agents.pipeline import InMessage, dead_letter_headers, exit_now, fit_dead_letter
 from app import app
+from app.settings import Settings
 from models.aml.forward import Forwarded, fanin_alert, parse_forward
 from models.aml.runtime import AmlRuntime
 from models.records import dumps
 from models.tiers import escalate
-from models.transaction import ValidationError
 from monitoring.metrics import VigilMetrics
 from tables.accounts import AccountStore
 from tables.counterparties import counterparty_aml_table
@@ -75,7 +75,10 @@ class FanInPipeline:
         alert_topics: dict[str, str],
         explain: Explainer,
         clock: Callable[[], float] = time.time,
+        settings: Settings | None = None,
     ) -> None:
+        #: Dead-letter topic, partitions, size limit and amount bound (the worker's settings).
+        self.settings = settings if settings is not None else Settings()
         self.runtime = runtime
         self.store = store
         self.sender = sender
@@ -93,35 +96,16 @@ class FanInPipeline:
         states: dict[tuple[int, bytes], list[Any]] = {}
         dirty: set[tuple[int, bytes]] = set()
         for msg in messages:
-            try:
-                fwd = parse_forward(msg.value)
-            except (ValueError, ValidationError, KeyError, TypeError) as exc:
-                # Only the account pipeline writes this topic: a bad record is a bug.
-                log.error("unreadable forwarded record at offset %s: %r", msg.offset, exc)
-                continue
-            tx = fwd.tx
-            if tx.counterparty_id is None or msg.key is None or tx.counterparty_id in allowed:
-                continue
-            slot = (msg.partition, msg.key)
-            state = states.get(slot)
-            if state is None:
+            raw = None
+            if msg.key is not None and (msg.partition, msg.key) not in states:
+                # A failing read is the database's, not the record's: it stops the worker.
                 raw = self.store.get(msg.partition, msg.key)
-                state = load_state(raw)
-            replay = fanin.is_replay(state, tx)
-            hits, state = fanin.evaluate(state, tx, replay)
-            states[slot] = state
-            dirty.add(slot)  # replays too: the changelog may be behind the local database
-            if hits and fwd.alerts:
-                tier = escalate(fwd.tier, [h.tier for h in hits])
-                rules = [*fwd.rules, *(h.to_dict() for h in hits)]
-                reasons = fwd.reasons or self.explain(fwd)
-                alert = fanin_alert(fwd, tier, rules, reasons, now_ms)
-                topic = self.alert_topics[tier]
-                key = tx.account_id.encode()
-                self.sender.add(topic, self.sender.partition_for(topic, key), key, dumps(alert))
-                self.metrics.alerts.labels(tier).inc()
-                for hit in hits:
-                    self.metrics.rule_hits.labels(hit.rule_id).inc()
+            try:
+                self._count(msg, raw, fanin, allowed, states, dirty, now_ms)
+            except Exception as exc:
+                # Only the account pipeline writes this topic, so this is a bug: keep the
+                # record in the dead-letter topic and go on with the others.
+                self._dead_letter(msg, exc)
 
         changelog = self.store.changelog_topic
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
@@ -136,6 +120,56 @@ class FanInPipeline:
         for (topic, partition), offset in (await delivery).items():
             if topic == changelog:
                 self.store.set_changelog_offset(partition, offset)
+
+    def _count(
+        self,
+        msg: InMessage,
+        raw: bytes | None,
+        fanin: Any,
+        allowed: frozenset[str],
+        states: dict[tuple[int, bytes], list[Any]],
+        dirty: set[tuple[int, bytes]],
+        now_ms: int,
+    ) -> None:
+        """Count one forwarded transaction's sender; alert if a fan-in rule fires.
+
+        ``raw`` is the stored state of the record's key when ``states`` does not hold it yet.
+        """
+        fwd = parse_forward(msg.value, self.settings.max_amount)
+        tx = fwd.tx
+        if tx.counterparty_id is None or msg.key is None or tx.counterparty_id in allowed:
+            return
+        slot = (msg.partition, msg.key)
+        state = states.get(slot)
+        if state is None:
+            state = load_state(raw)
+        replay = fanin.is_replay(state, tx)
+        hits, state = fanin.evaluate(state, tx, replay)
+        alert = None
+        if hits and fwd.alerts:
+            tier = escalate(fwd.tier, [h.tier for h in hits])
+            rules = [*fwd.rules, *(h.to_dict() for h in hits)]
+            reasons = fwd.reasons or self.explain(fwd)
+            alert = dumps(fanin_alert(fwd, tier, rules, reasons, now_ms))
+        # The alert is built before the state is kept: a record that fails adds nothing.
+        states[slot] = state
+        dirty.add(slot)  # replays too: the changelog may be behind the local database
+        if alert is not None:
+            topic = self.alert_topics[tier]
+            key = tx.account_id.encode()
+            self.sender.add(topic, self.sender.partition_for(topic, key), key, alert)
+            self.metrics.alerts.labels(tier).inc()
+            for hit in hits:
+                self.metrics.rule_hits.labels(hit.rule_id).inc()
+
+    def _dead_letter(self, msg: InMessage, exc: BaseException) -> None:
+        log.error("unusable forwarded record at offset %s, dead-lettered: %r", msg.offset, exc)
+        s = self.settings
+        error = f"stage=fan-in error={type(exc).__name__}: {exc}"
+        headers = dead_letter_headers(msg, error, None)
+        value = fit_dead_letter(msg.value, headers, s.max_message_bytes)
+        self.sender.add(s.topic_deadletter, msg.partition % s.partitions, None, value, headers)
+        self.metrics.deadletters.labels("stage.fan-in").inc()
 
 
 def load_state(raw: bytes | None) -> list[Any]:
@@ -154,9 +188,16 @@ async def _start() -> FanInPipeline:
     producer: Any = app.producer
     sender = BatchSender(producer._ensure_producer(), on_error=exit_now)
     store = AccountStore(counterparty_aml_table)
-    await sender.prepare([*settings.alert_topics().values(), store.changelog_topic])
+    deadletter = settings.topic_deadletter
+    await sender.prepare([*settings.alert_topics().values(), store.changelog_topic, deadletter])
     return FanInPipeline(
-        runtime, store, sender, app.metrics, settings.alert_topics(), explain_with_served_model
+        runtime,
+        store,
+        sender,
+        app.metrics,
+        settings.alert_topics(),
+        explain_with_served_model,
+        settings=settings,
     )
 
 

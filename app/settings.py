@@ -11,11 +11,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from models.transaction import DEFAULT_MAX_AMOUNT
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "artifacts" / "vigil-default.json"
 DEFAULT_RULES_PATH = REPO_ROOT / "models" / "aml" / "default_rules.toml"
 
 TIERS = ("HIGH", "MEDIUM", "LOW", "MINIMAL")
+#: Smallest VIGIL_MAX_MESSAGE_BYTES: a dead letter must fit its headers and some payload.
+MIN_MESSAGE_BYTES = 4096
+#: Largest VIGIL_MAX_AMOUNT: beyond it float64 sums lose cents and float32 features grow
+#: towards their limit (3.4e38) over a busy month.
+MAX_AMOUNT_LIMIT = 1e15
 
 
 class SettingsError(ValueError):
@@ -84,6 +91,9 @@ class Settings:
     #: later. 0 sends them with each micro-batch.
     fanin_linger_ms: float = 200.0
     max_message_bytes: int = 65536
+    #: Largest amount (and absolute balance) a transaction may carry; larger ones are
+    #: dead-lettered. Bounded so that no sum or feature can overflow the model's float32.
+    max_amount: float = DEFAULT_MAX_AMOUNT
     reasons_top_k: int = 3
 
     fetch_max_wait_ms: int = 10
@@ -167,6 +177,13 @@ def _check(settings: Settings) -> None:
     for name in ("model_reload_s", "lists_reload_s"):
         if getattr(settings, name) <= 0:
             problems.append(f"{_env_name(name)} must be > 0")
+    if settings.max_message_bytes < MIN_MESSAGE_BYTES:
+        problems.append(
+            f"VIGIL_MAX_MESSAGE_BYTES must be >= {MIN_MESSAGE_BYTES} (a dead letter's headers "
+            "alone take up to ~2.5 KiB)"
+        )
+    if not 0 < settings.max_amount <= MAX_AMOUNT_LIMIT:
+        problems.append(f"VIGIL_MAX_AMOUNT must be > 0 and at most {MAX_AMOUNT_LIMIT:g}")
     if settings.batch_linger_ms < 0:
         problems.append("VIGIL_BATCH_LINGER_MS must be >= 0")
     if settings.fanin_linger_ms < 0:

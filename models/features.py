@@ -51,6 +51,9 @@ SEEN_TX = 32
 #: amounts were all equal still shows how far a new amount is from them.
 STD_FLOOR_OF_MEAN = 0.05
 NIGHT_HOURS = range(0, 6)
+#: Ratios (to the mean, to the balance, the drain) are capped at this size: a balance of
+#: 1e-300 would make them infinite, and the model reads features as float32.
+RATIO_CAP = 1e9
 
 TYPE_CODES = {"PAYMENT": 0, "TRANSFER": 1, "CASH_OUT": 2, "CASH_IN": 3, "DEBIT": 4, "CARD": 5}
 
@@ -195,6 +198,15 @@ def _add(buckets: list[list[float]], idx: int, amount: float, slots: int) -> Non
         del buckets[0]
 
 
+def _capped(ratio: float) -> float:
+    """Return ``ratio`` within ``-RATIO_CAP..RATIO_CAP`` (NaN stays NaN: missing)."""
+    if ratio > RATIO_CAP:
+        return RATIO_CAP
+    if ratio < -RATIO_CAP:
+        return -RATIO_CAP
+    return ratio
+
+
 def is_replay(state: AccountState, tx: Transaction) -> bool:
     """Tell whether ``tx`` was applied to ``state`` already."""
     return tx.id_hash in state.seen
@@ -226,7 +238,7 @@ def update_account(
     mean = st.mean
     std = math.sqrt(st.m2 / (n - 1)) if n >= 2 else NAN
     zscore = (amount - mean) / max(std, STD_FLOOR_OF_MEAN * mean, 0.01) if n >= 2 else NAN
-    to_mean = amount / mean if n >= 1 and mean > 0 else NAN
+    to_mean = _capped(amount / mean) if n >= 1 and mean > 0 else NAN
     since_prev = max(0.0, (ts - st.last_ts_ms) / 1000.0) if st.last_ts_ms >= 0 else NAN
     age_days = max(0.0, (ts - st.first_ts_ms) / BUCKET_1D_MS) if st.first_ts_ms >= 0 else 0.0
 
@@ -263,8 +275,8 @@ def update_account(
     before = tx.balance_before
     after = tx.balance_after
     if before is not None and before > 0:
-        drain = (before - after) / before if after is not None else NAN
-        to_balance = amount / before
+        drain = _capped((before - after) / before) if after is not None else NAN
+        to_balance = _capped(amount / before)
     else:
         drain = NAN
         to_balance = NAN

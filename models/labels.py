@@ -12,8 +12,14 @@ from typing import Any
 
 import orjson
 
+from models.transaction import MAX_TS_MS
+
 LABEL_VALUES = ("fraud", "legit")
 MAX_LABEL_BYTES = 4096
+#: How far ahead of the worker's clock a label's ``ts`` may be. A label counts in the day it
+#: arrived, and a later day moves the counterparty's 30-day window: one label dated in the
+#: far future would push every real one out of it.
+MAX_LABEL_AHEAD_MS = 86_400_000
 
 
 class LabelError(ValueError):
@@ -73,6 +79,11 @@ def _text(doc: dict[str, Any], name: str, required: bool, limit: int = 256) -> s
         raise LabelError(name, "must be a non-empty string")
     if len(value) > limit:
         raise LabelError(name, f"is longer than {limit} characters")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise LabelError(name, "holds a lone surrogate (not valid Unicode)") from None
     return value
 
 
@@ -82,10 +93,14 @@ def _millis(doc: dict[str, Any], name: str, required: bool) -> int | None:
         if required:
             raise LabelError(name, "is required")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise LabelError(name, "must be epoch milliseconds (a finite number)")
+    if isinstance(value, float) and not math.isfinite(value):
         raise LabelError(name, "must be epoch milliseconds (a finite number)")
     if value < 0:
         raise LabelError(name, "must not be negative")
+    if value >= MAX_TS_MS:  # compared as is: a 400-digit integer is no float
+        raise LabelError(name, "is after 2100 (milliseconds sent as microseconds?)")
     return int(value)
 
 
@@ -108,6 +123,12 @@ def label_from_dict(doc: Any, default_ts_ms: int | None = None) -> Label:
         account_id=_text(doc, "account_id", False),
         tx_ts_ms=_millis(doc, "tx_ts", False),
     )
+
+
+def check_label_time(label: Label, now_ms: int) -> None:
+    """Refuse a label dated more than :data:`MAX_LABEL_AHEAD_MS` after ``now_ms``."""
+    if label.ts_ms > now_ms + MAX_LABEL_AHEAD_MS:
+        raise LabelError("ts", "is more than a day in the future")
 
 
 def parse_label(raw: bytes | None) -> Label:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from models.records import alert_record
-from models.transaction import Transaction, transaction_from_dict
+from models.transaction import DEFAULT_MAX_AMOUNT, Transaction, transaction_from_dict
 
 FORWARD_FORMAT = 1
 
@@ -63,15 +63,18 @@ class Forwarded:
     alerts: bool
 
 
-def parse_forward(raw: bytes | None) -> Forwarded:
-    """Decode a forwarded record; raise ``ValueError`` if it is not one."""
+def parse_forward(raw: bytes | None, max_amount: float = DEFAULT_MAX_AMOUNT) -> Forwarded:
+    """Decode a forwarded record; raise ``ValueError`` if it is not one.
+
+    ``max_amount`` is the bound the account pipeline validated the transaction with.
+    """
     if raw is None:
         raise ValueError("forwarded record has no value")
     doc = orjson.loads(raw)
     if not isinstance(doc, dict) or doc.get("format") != FORWARD_FORMAT:
         raise ValueError("not a forwarded record of format 1")
     return Forwarded(
-        tx=transaction_from_dict(doc["tx"]),
+        tx=transaction_from_dict(doc["tx"], max_amount),
         score=float(doc["score"]),
         tier=str(doc["tier"]),
         model_version=str(doc["model_version"]),

@@ -65,27 +65,43 @@ class AccountAmlBatch:
 
         ``reasons`` holds the explained rows (Reason objects or dicts) by row index.
         """
-        fanin = self.snapshot.fanin
-        if not fanin.rules:
+        if not self.snapshot.fanin.rules:
             return
         for i, tx in enumerate(txs):
-            if not fanin.wants(tx):
-                continue
-            d = self.decisions[i]
-            why = [r if isinstance(r, dict) else r.to_dict() for r in reasons.get(i, ())]
-            value = forward_record(
-                tx,
-                float(scores[i]),
-                d.tier,
-                model_version,
-                why,
-                d.rules,
-                features[i],
-                self.now_ms,
-                d.permitted,
-            )
-            assert tx.counterparty_id is not None
-            yield self.forward_topic, tx.counterparty_id.encode(), value
+            record = self.forward_record(i, tx, scores, model_version, reasons, features)
+            if record is not None:
+                yield record
+
+    def forward_record(
+        self,
+        i: int,
+        tx: Transaction,
+        scores: Sequence[float] | Any,
+        model_version: str,
+        reasons: Mapping[int, Sequence[Any]],
+        features: Sequence[Sequence[float]],
+    ) -> tuple[str, bytes, bytes] | None:
+        """Return row ``i``'s ``(topic, counterparty key, value)`` if the fan-in stage needs it.
+
+        One row at a time, so a caller can tell which row failed.
+        """
+        if not self.snapshot.fanin.wants(tx):
+            return None
+        d = self.decisions[i]
+        why = [r if isinstance(r, dict) else r.to_dict() for r in reasons.get(i, ())]
+        value = forward_record(
+            tx,
+            float(scores[i]),
+            d.tier,
+            model_version,
+            why,
+            d.rules,
+            features[i],
+            self.now_ms,
+            d.permitted,
+        )
+        assert tx.counterparty_id is not None
+        return self.forward_topic, tx.counterparty_id.encode(), value
 
 
 def evaluate_offline(

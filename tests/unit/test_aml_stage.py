@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
+import pytest
 
 from models.aml.forward import forward_record, parse_forward
 from models.aml.lists import IdList, Lists, Suppression
@@ -42,9 +43,18 @@ class FakeStore:
 class FakeSender:
     def __init__(self) -> None:
         self.out: list[tuple[str, int, bytes | None, bytes | None]] = []
+        self.headers: list[dict[str, bytes]] = []
 
-    def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
+    def add(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         self.out.append((topic, partition, key, value))
+        self.headers.append(dict(headers or []))
 
     def partition_for(self, topic: str, key: bytes) -> int:
         return len(key) % 4
@@ -178,11 +188,23 @@ def test_fan_in_stage_respects_the_lists() -> None:
     assert len(_alerts(sender)) == 2
 
 
-def test_unreadable_forwarded_record_is_logged_and_skipped() -> None:
+@pytest.mark.parametrize(
+    "value", [b"{}", b"not json", b"[" * 3000, None, b'{"format": 1, "tx": {"tx_id": 5}}']
+)
+def test_unreadable_forwarded_record_is_dead_lettered_and_the_rest_goes_on(
+    value: bytes | None,
+) -> None:
     stage, store, sender = _fan_in()
-    bad = SimpleNamespace(topic="by-cp", partition=0, offset=7, key=b"k", value=b"{}")
-    asyncio.run(stage.process([bad]))
-    assert store.data == {} and _alerts(sender) == []
+    bad = SimpleNamespace(topic="by-cp", partition=2, offset=7, key=b"k", value=value)
+    asyncio.run(stage.process([bad, _forwarded("s1", 8)]))
+    assert list(store.data) == [(2, b"mule")]  # the good record after it was counted
+    assert _alerts(sender) == []
+    dead = [(out, h) for out, h in zip(sender.out, sender.headers, strict=True) if h]
+    assert len(dead) == 1
+    (topic, partition, key, dead_value), headers = dead[0]
+    assert (topic, partition, key, dead_value) == ("transactions.deadletter", 2, None, value)
+    assert headers["vigil.error"].startswith(b"stage=fan-in error=")
+    assert headers["vigil.source.offset"] == b"7"
 
 
 def test_default_rules_path_is_the_settings_default() -> None:

@@ -559,3 +559,33 @@ def test_features_dict_maps_nan_to_none() -> None:
 def test_features_dict_refuses_wrong_length() -> None:
     with pytest.raises(ValueError):
         features_dict([0.0] * (N_FEATURES - 1))
+
+
+def test_ratios_are_capped_so_no_feature_is_infinite_as_float32() -> None:
+    # A balance of 1e-300 and a mean of 5e-324 are valid input: the ratios would be
+    # infinite, and the model reads float32 (max 3.4e38).
+    import numpy as np
+
+    from models.features import RATIO_CAP
+
+    first = tx("t1", "2024-03-02T10:00:00Z", 5e-324)
+    second = tx("t2", "2024-03-02T11:00:00Z", 1e12, balance_before=1e-300, balance_after=-1e12)
+    rows, _ = apply_all([first, second])
+    f = rows[1]
+    assert f["amount_to_mean"] == RATIO_CAP
+    assert f["amount_to_balance"] == RATIO_CAP
+    assert f["balance_drain_ratio"] == RATIO_CAP
+    assert not np.isinf(np.asarray(list(f.values()), dtype=np.float32)).any()
+
+
+def test_capped_ratios_keep_missing_as_nan_and_small_values_exact() -> None:
+    rows, _ = apply_all(
+        [
+            tx("t1", "2024-03-02T10:00:00Z", 100.0),
+            tx("t2", "2024-03-02T11:00:00Z", 50.0, balance_before=200.0, balance_after=150.0),
+        ]
+    )
+    assert math.isnan(rows[0]["amount_to_mean"])
+    assert rows[1]["amount_to_mean"] == 0.5
+    assert rows[1]["amount_to_balance"] == 0.25
+    assert rows[1]["balance_drain_ratio"] == 0.25

@@ -7,7 +7,17 @@ from typing import Any
 import orjson
 import pytest
 
-from models.labels import MAX_LABEL_BYTES, Label, LabelError, label_from_dict, parse_label
+from models.counterparty_risk import DAY_MS, CounterpartyRisk, apply_label
+from models.labels import (
+    MAX_LABEL_AHEAD_MS,
+    MAX_LABEL_BYTES,
+    Label,
+    LabelError,
+    check_label_time,
+    label_from_dict,
+    parse_label,
+)
+from models.transaction import MAX_TS_MS
 
 TS = 1_709_251_200_000
 
@@ -119,3 +129,48 @@ def test_unusable_payloads_name_the_payload(raw: bytes | None) -> None:
 
 def test_label_error_is_a_value_error() -> None:
     assert issubclass(LabelError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "ts", [1e300, 253_402_300_799_000, 10**400, MAX_TS_MS], ids=["1e300", "9999", "400", "2100"]
+)
+def test_far_future_or_huge_ts_is_refused(ts: float) -> None:
+    with pytest.raises(LabelError) as err:
+        label_from_dict(doc(ts=ts))
+    assert err.value.field == "ts"
+
+
+def test_huge_tx_ts_is_refused() -> None:
+    with pytest.raises(LabelError) as err:
+        label_from_dict(doc(tx_ts=10**30))
+    assert err.value.field == "tx_ts"
+
+
+@pytest.mark.parametrize("name", ["tx_id", "counterparty_id", "account_id", "source"])
+def test_lone_surrogate_names_the_field(name: str) -> None:
+    with pytest.raises(LabelError) as err:
+        label_from_dict(doc(**{name: "x\ud800"}))
+    assert err.value.field == name
+
+
+def test_label_from_the_future_is_refused_against_the_clock() -> None:
+    now = TS + 10 * DAY_MS
+    check_label_time(label_from_dict(doc(ts=now + MAX_LABEL_AHEAD_MS)), now)  # a day is fine
+    with pytest.raises(LabelError) as err:
+        check_label_time(label_from_dict(doc(ts=now + MAX_LABEL_AHEAD_MS + 1)), now)
+    assert err.value.field == "ts"
+
+
+def test_a_refused_future_label_would_have_wiped_the_counterparty() -> None:
+    """Why the clock check exists: one label 40 days ahead drops every real one."""
+    risk = None
+    for i in range(5):
+        risk, _ = apply_label(risk, f"t{i}", True, TS + i * DAY_MS)
+    assert risk is not None and risk.counts(TS + 5 * DAY_MS, 30) == (5, 5)
+    future = label_from_dict(doc(tx_id="evil", ts=TS + 45 * DAY_MS))
+    with pytest.raises(LabelError):
+        check_label_time(future, TS + 5 * DAY_MS)
+    wiped, _ = apply_label(
+        CounterpartyRisk(list(risk.days), list(risk.verdicts)), "evil", False, future.ts_ms
+    )
+    assert wiped.counts(TS + 5 * DAY_MS, 30) == (0, 0)

@@ -7,11 +7,14 @@ import json
 import pytest
 
 from models.transaction import (
+    DEFAULT_MAX_AMOUNT,
     MAX_ID_CHARS,
+    MAX_JSON_DEPTH,
     MAX_TS_MS,
     MIN_TS_MS,
     Transaction,
     ValidationError,
+    nesting_depth,
     parse_transaction,
     transaction_from_dict,
 )
@@ -311,3 +314,153 @@ def test_validation_error_shape() -> None:
     assert isinstance(err, ValueError)
     assert err.reason == "amount"
     assert str(err) == f"amount: {err.problem}"
+
+
+# -- bounds: what would break a later step is refused here, naming the field -------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["tx_id", "account_id", "counterparty_id", "device_id", "channel", "country"]
+)
+def test_lone_surrogate_in_a_string_field_names_it(name: str) -> None:
+    data = payload(**{name: "ok\ud800"})  # json.dumps escapes it as \ud800
+    assert b"\\ud800" in data
+    err = refused(data)
+    assert err.field == name
+    assert "surrogate" in err.problem
+
+
+def test_lone_surrogate_from_the_issue_names_tx_id() -> None:
+    data = b'{"tx_id":"\\ud800","ts":"2026-03-02T09:00:00Z","account_id":"x","amount":1}'
+    assert refused(data).field == "tx_id"
+
+
+def test_lone_surrogate_in_a_direct_dict_is_refused_too() -> None:
+    with pytest.raises(ValidationError) as err:
+        transaction_from_dict(doc(account_id="a\udc80"))
+    assert err.value.field == "account_id"
+
+
+def test_lone_surrogate_in_an_unknown_field_names_it_and_bounds_the_reason() -> None:
+    err = refused(payload(note=["fine", {"deeper": "\udfff"}]))
+    assert err.field == "note"
+    assert err.reason == "other_field"  # a producer cannot mint metric label values
+
+
+def test_lone_surrogate_in_a_field_name_is_a_payload_error() -> None:
+    assert refused(payload(**{"n\ud800": 1})).field == "payload"
+
+
+def test_a_pair_of_surrogates_is_a_valid_character() -> None:
+    data = payload(note="\U0001f600")  # escaped by json.dumps as a surrogate pair
+    assert b"\\ud83d\\ude00" in data
+    assert parse_transaction(data, LIMIT).raw["note"] == "\U0001f600"
+
+
+def _nested(depth: int, opener: bytes = b"[", closer: bytes = b"]") -> bytes:
+    return payload()[:-1] + b', "deep": ' + opener * depth + closer * depth + b"}"
+
+
+@pytest.mark.parametrize("depth", [65, 300, 1100, 5000, 20000])
+def test_deep_nesting_is_refused_before_parsing(depth: int) -> None:
+    err = refused(_nested(depth))
+    assert err.field == "payload"
+    assert f"nested {depth + 1} deep" in err.problem  # the document itself is one level
+
+
+def test_deep_objects_are_refused_like_arrays() -> None:
+    data = payload()[:-1] + b', "deep": ' + b'{"a":' * 100 + b"1" + b"}" * 100 + b"}"
+    assert refused(data).field == "payload"
+
+
+def test_nesting_up_to_the_bound_is_accepted_and_kept() -> None:
+    tx = parse_transaction(_nested(MAX_JSON_DEPTH - 1), LIMIT)
+    assert isinstance(tx.raw["deep"], list)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    note = "[" * 200 + '\\"{' * 100
+    tx = parse_transaction(payload(note=note), LIMIT)
+    assert tx.raw["note"] == note
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        (b"{}", 1),
+        (b'{"a": [[1], {"b": []}]}', 4),
+        (b'{"a": "[[[[", "b": ["]]]"]}', 2),
+        (b'["\\"[", [[]]]', 3),
+        (b'"unterminated [[[[', 0),
+        (b"[[[", 3),
+    ],
+)
+def test_nesting_depth(text: bytes, depth: int) -> None:
+    assert nesting_depth(text) == depth
+
+
+def test_400_digit_integer_ts_names_ts() -> None:
+    data = payload()[:-1] + b', "ts": 1' + b"0" * 399 + b"}"  # a duplicate key: the last wins
+    err = refused(data)
+    assert err.field == "ts"
+
+
+@pytest.mark.parametrize("ts", [10**20, 1e300, -(10**19)])
+def test_huge_epoch_ts_names_ts(ts: float) -> None:
+    err = refused(payload(ts=ts))
+    assert err.field == "ts"
+    assert len(str(err)) < 200
+
+
+@pytest.mark.parametrize("ts", ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00+14:00"])
+def test_timestamps_outside_the_range_name_ts(ts: str) -> None:
+    assert refused(payload(ts=ts)).field == "ts"
+
+
+def test_integer_beyond_64_bits_in_an_unknown_field_beside_nan() -> None:
+    # orjson refuses the NaN; the stdlib reads 2**70 as an int that orjson cannot write back.
+    data = payload()[:-1] + b', "big": ' + str(2**70).encode() + b"}"
+    assert parse_transaction(data, LIMIT).raw["big"] == float(2**70)  # orjson alone: a float
+    err = refused(data[:-1] + b', "note": NaN}')
+    assert err.field == "big"
+    assert "64 bits" in err.problem
+
+
+def test_nan_in_an_unknown_field_names_it() -> None:
+    err = refused(payload()[:-1] + b', "note": NaN}')
+    assert err.field == "note"
+
+
+@pytest.mark.parametrize("amount", [1e39, 2e38, DEFAULT_MAX_AMOUNT * 1.001, 10**13])
+def test_amount_beyond_the_maximum_names_amount(amount: float) -> None:
+    err = refused(payload(amount=amount))
+    assert err.field == "amount"
+    assert "VIGIL_MAX_AMOUNT" in err.problem
+
+
+def test_amount_at_the_maximum_is_accepted() -> None:
+    assert parse_transaction(payload(amount=DEFAULT_MAX_AMOUNT), LIMIT).amount == 1e12
+
+
+def test_the_maximum_is_a_parameter() -> None:
+    data = payload(amount=5000.0)
+    assert parse_transaction(data, LIMIT, max_amount=5000.0).amount == 5000.0
+    with pytest.raises(ValidationError) as err:
+        parse_transaction(data, LIMIT, max_amount=4999.99)
+    assert err.value.field == "amount"
+
+
+@pytest.mark.parametrize("name", ["balance_before", "balance_after"])
+@pytest.mark.parametrize("value", [1e39, -1e39, "-1e300"])
+def test_balances_beyond_the_maximum_name_the_field(name: str, value: object) -> None:
+    assert refused(payload(**{name: value})).field == name
+
+
+def test_negative_balances_within_the_maximum_are_accepted() -> None:
+    tx = parse_transaction(payload(balance_before=-250.0, balance_after=-300.5), LIMIT)
+    assert (tx.balance_before, tx.balance_after) == (-250.0, -300.5)
+
+
+def test_schema_fields_are_their_own_reason() -> None:
+    assert ValidationError("amount", "x").reason == "amount"
+    assert ValidationError("my-field", "x").reason == "other_field"
