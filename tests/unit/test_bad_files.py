@@ -321,7 +321,7 @@ def _bad_artifact(good: ModelArtifact, case: str) -> bytes:
     data = data.replace(b'"B"', b"1e999").replace(b'"D"', DIGITS_400.encode())
     data = data.replace(b'"DEEP"', DEEP_5000.encode())
     if case == "latin1-byte":
-        data = data.replace("caf\\u00e9".encode(), b"caf\xe9")
+        data = data.replace(b"caf\\u00e9", b"caf\xe9")
         assert b"caf\xe9" in data
     return data
 
