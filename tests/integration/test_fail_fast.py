@@ -158,6 +158,51 @@ def test_commands_print_user_errors_as_one_line(
     assert problem in line
 
 
+#: A real worker with one extra agent or timer that raises: what a bug in one would do.
+CRASHING_WORKER = """
+import sys
+what = sys.argv.pop(1)
+sys.argv = ["faust", "-A", "app", "worker", "-l", "info"]
+from app import app
+
+if what == "agent":
+    @app.agent(app.topic(app.settings.topic_transactions + ".crash", partitions=4))
+    async def crasher(stream):
+        raise RuntimeError("injected agent fault")
+        async for _ in stream:
+            pass
+else:
+    @app.timer(interval=0.5)
+    async def crasher():
+        raise RuntimeError("injected timer fault")
+
+app.main()
+"""
+
+
+@pytest.mark.parametrize(("what", "code"), [("agent", 70), ("timer", 1)])
+def test_a_crashed_agent_or_timer_stops_the_worker(
+    worker_env: dict[str, str], tmp_path: Path, what: str, code: int
+) -> None:
+    script = tmp_path / "crashing_worker.py"
+    script.write_text(CRASHING_WORKER)
+    done = subprocess.run(
+        [sys.executable, str(script), what],
+        env=worker_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=GUARD_S,
+        check=False,
+    )
+    out = done.stdout.decode(errors="replace")
+    assert f"injected {what} fault" in out, out[-4000:]  # the fault really happened
+    assert done.returncode == code, out[-4000:]
+    if what == "agent":
+        # A bug, so Faust's traceback of the crash is welcome; the exit is one line.
+        (line,) = [ln for ln in out.splitlines() if "[CRITICAL]" in ln]
+        assert "agent crashing_worker.crasher crashed (RuntimeError: injected agent fault)" in line
+
+
 # -- a live worker and broken files -------------------------------------------------------------
 
 
