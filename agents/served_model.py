@@ -6,7 +6,8 @@ modification time, size or inode changed. A watched path rather than a control t
 every worker must swap (a topic read by a consumer group reaches one of them), artifacts are
 files already and are written atomically (temp file + rename, see ``ModelArtifact.save``),
 and deployment tools promote a model by replacing a file on a volume. A file that fails to
-load leaves the running model in place and is counted in ``vigil_model_reloads_total``.
+load leaves the running model in place, is logged once (one ERROR naming the file and the
+problem) and is counted in ``vigil_model_reloads_total`` and ``vigil_reload_failures_total``.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ class ServedModel:
         """Load and check an artifact; raise :class:`ArtifactError` if it cannot be served."""
         try:
             return cls(load_artifact(path), overrides)
-        except (TierError, xgb.core.XGBoostError) as exc:
+        except ArtifactError:
+            raise
+        except (TierError, xgb.core.XGBoostError, ValueError, TypeError) as exc:
             # A booster xgboost cannot read is a broken artifact too, not a crash of the timer.
-            first_line = str(exc).partition("\n")[0]
+            first_line = str(exc).partition("\n")[0][:300]
             raise ArtifactError(f"model artifact {path}: {first_line}") from None
 
 
@@ -84,6 +87,7 @@ class ModelWatcher:
         except ArtifactError as exc:
             # A challenger is an experiment: the champion keeps serving without it.
             self.metrics.model_reloads.labels("challenger", "failed").inc()
+            self.metrics.reload_failures.labels("challenger_model").inc()
             log.error("challenger not loaded: %s", exc)
             return None
         self.metrics.model_reloads.labels("challenger", "loaded").inc()
@@ -102,12 +106,14 @@ class ModelWatcher:
         current = self.current
         champion, challenger = current.champion, current.challenger
         stamp = file_stamp(self.champion_path)
-        if stamp is not None and stamp != self._stamps.get("champion"):
+        if stamp != self._stamps.get("champion"):
+            # Remembered before loading: a bad version is reported once, not at every check.
             self._stamps["champion"] = stamp
             try:
                 champion = ServedModel.load(self.champion_path, self.overrides)
             except ArtifactError as exc:
                 self.metrics.model_reloads.labels("champion", "failed").inc()
+                self.metrics.reload_failures.labels("model").inc()
                 log.error(
                     "new model not loaded, still serving %s: %s", current.champion.version, exc
                 )

@@ -108,6 +108,10 @@ def _model_watcher() -> ModelWatcher:
     return _watcher
 
 
+# Loaded before the worker connects: no model (or a broken one), no worker (exit 78).
+app.start_checks.append(_model_watcher)
+
+
 @app.timer(interval=settings.model_reload_s)  # type: ignore[untyped-decorator]
 async def reload_models() -> None:
     """Swap to changed artifact files between batches (hot swap, no restart)."""

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import faust
+from faust.cli import AppCommand
 from faust.types import TopicT
 from mode.utils.objects import cached_property
 
 from app.batch_delivery import BatchRoute, BatchRoutes
-from app.settings import Settings, load_settings
+from app.failfast import (
+    EX_CONFIG,
+    ExitOnCrash,
+    VigilCommand,
+    print_and_exit,
+    reach_broker,
+    run_start_checks,
+)
+from app.settings import Settings, SettingsError, bootstrap_servers, load_settings
 from monitoring.metrics import VigilMetrics
 
 
@@ -24,6 +34,9 @@ class VigilApp(faust.App):  # type: ignore[misc]
         self.scoring_model: Any = None
         #: AML rules and lists (models.aml.runtime.AmlRuntime), loaded when an agent starts.
         self.aml_runtime: Any = None
+        #: Loaders of what a worker serves (model, rules, lists), registered by the agent
+        #: modules and run before the worker connects: a wrong file stops it at once.
+        self.start_checks: list[Callable[[], object]] = []
         super().__init__(
             settings.app_id,
             broker=settings.broker_url,
@@ -45,12 +58,28 @@ class VigilApp(faust.App):  # type: ignore[misc]
             web_port=settings.web_port,
             canonical_url=settings.web_url,
             logging_config=None,
+            agent_supervisor=ExitOnCrash,
             **kwargs,
         )
         # Faust's own Prometheus sensor, on the same registry and /metrics page.
         self.monitor = self.metrics.faust_monitor()
         #: Topics whose records reach their agent a fetch at a time (app.batch_delivery).
         self.batch_routes = BatchRoutes()
+
+    def command(
+        self, *options: Any, base: type[AppCommand] | None = None, **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], type[AppCommand]]:
+        """Declare a CLI command whose user errors print one line (``VigilCommand``)."""
+        return super().command(*options, base=base or VigilCommand, **kwargs)
+
+    async def on_first_start(self) -> None:
+        """Refuse to start without usable files or a reachable broker (one line, non-zero)."""
+        await super().on_first_start()
+        run_start_checks(self.start_checks)
+        s = self.settings
+        await reach_broker(
+            s.broker_url, bootstrap_servers(s.broker_url), s.broker_connect_timeout_s
+        )
 
     def _new_transport(self) -> Any:
         from app.kafka_transport import VigilTransport
@@ -120,6 +149,11 @@ class VigilApp(faust.App):  # type: ignore[misc]
 
 def create_app(settings: Settings | None = None) -> VigilApp:
     """Build the app from the environment (or from explicit settings)."""
-    settings = settings or load_settings()
+    if settings is None:
+        try:
+            settings = load_settings()
+        except SettingsError as exc:
+            # At import time (`faust -A app ...`): one line, not a traceback out of the CLI.
+            print_and_exit(f"invalid settings: {exc}", EX_CONFIG)
     logging.getLogger("vigil").setLevel(settings.log_level.upper())
     return VigilApp(settings)

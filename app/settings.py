@@ -36,6 +36,8 @@ class Settings:
     broker_url: str = "kafka://127.0.0.1:9092"
     #: ``kafka`` for Apache Kafka; ``tansu`` turns on the embedded-broker workarounds.
     broker_flavor: str = "kafka"
+    #: How long a starting worker tries to reach the broker before it exits (69).
+    broker_connect_timeout_s: float = 30.0
     data_dir: Path = Path(".vigil-data")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
@@ -157,6 +159,52 @@ def _parse(name: str, raw: str, kind: str) -> object:
     return raw
 
 
+_BROKER_SCHEMES = ("kafka", "aiokafka")
+
+
+def _broker_url_problems(url: str) -> list[str]:
+    """Check ``kafka://host:port[;host:port...]``, Faust's broker URL."""
+    example = "e.g. kafka://127.0.0.1:9092 or kafka://h1:9092;h2:9092"
+    if not url.strip():
+        return [f"VIGIL_BROKER_URL is empty: set it to the Kafka brokers ({example})"]
+    for i, part in enumerate(url.replace(",", ";").split(";")):
+        entry = part.strip()
+        if not entry:
+            return [f"VIGIL_BROKER_URL {url!r} has an empty entry ({example})"]
+        scheme, sep, rest = entry.partition("://")
+        if (sep or i == 0) and scheme not in _BROKER_SCHEMES:
+            return [f"VIGIL_BROKER_URL {entry!r} must start with kafka:// ({example})"]
+        host, colon, port = (rest if sep else entry).rpartition(":")
+        if not colon:
+            host, port = (rest if sep else entry), "9092"
+        ok_host = bool(host) and not any(c in host for c in "/?#@ ")
+        if not ok_host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            return [f"VIGIL_BROKER_URL {entry!r} is not host:port ({example})"]
+    return []
+
+
+def _topic_problems(settings: Settings) -> list[str]:
+    """Each topic Vigil reads or writes has a name of its own (alert tiers may share one)."""
+    own = {
+        "VIGIL_TOPIC_TRANSACTIONS": settings.topic_transactions,
+        "VIGIL_TOPIC_REPARTITION": settings.topic_repartition,
+        "VIGIL_TOPIC_BY_COUNTERPARTY": settings.topic_by_counterparty,
+        "VIGIL_TOPIC_LABELS": settings.topic_labels,
+        "VIGIL_TOPIC_DEADLETTER": settings.topic_deadletter,
+        "VIGIL_TOPIC_SCORED": settings.topic_scored,
+    }
+    alerts = {f"VIGIL_TOPIC_ALERTS_{t}": name for t, name in settings.alert_topics().items()}
+    problems = [f"{var} is empty" for var, name in {**own, **alerts}.items() if not name.strip()]
+    seen: dict[str, str] = {}
+    for var, name in own.items():
+        if name in seen:
+            problems.append(f"{var} and {seen[name]} name the same topic {name!r}: use two topics")
+        elif name in alerts.values():
+            problems.append(f"{var} names an alert topic, {name!r}: give it its own topic")
+        seen[name] = var
+    return problems
+
+
 def _check(settings: Settings) -> None:
     problems: list[str] = []
     if settings.broker_flavor not in ("kafka", "tansu"):
@@ -174,7 +222,14 @@ def _check(settings: Settings) -> None:
             problems.append(f"{_env_name(name)} must be >= 1")
     if not 1 <= settings.web_port <= 65535:
         problems.append("VIGIL_WEB_PORT must be a TCP port")
-    for name in ("model_reload_s", "lists_reload_s"):
+    for name in (
+        "model_reload_s",
+        "lists_reload_s",
+        "broker_connect_timeout_s",
+        "session_timeout_s",
+        "heartbeat_interval_s",
+        "commit_interval_s",
+    ):
         if getattr(settings, name) <= 0:
             problems.append(f"{_env_name(name)} must be > 0")
     if settings.max_message_bytes < MIN_MESSAGE_BYTES:
@@ -184,6 +239,22 @@ def _check(settings: Settings) -> None:
         )
     if not 0 < settings.max_amount <= MAX_AMOUNT_LIMIT:
         problems.append(f"VIGIL_MAX_AMOUNT must be > 0 and at most {MAX_AMOUNT_LIMIT:g}")
+    if 0 < settings.session_timeout_s <= settings.heartbeat_interval_s:
+        problems.append(
+            "VIGIL_HEARTBEAT_INTERVAL_S must be below VIGIL_SESSION_TIMEOUT_S "
+            "(Kafka advises a third of it)"
+        )
+    if settings.reasons_top_k < 0:
+        problems.append("VIGIL_REASONS_TOP_K must be >= 0")
+    problems.extend(_broker_url_problems(settings.broker_url))
+    problems.extend(_topic_problems(settings))
+    if settings.web_token and (
+        not settings.web_token.strip() or settings.web_token != settings.web_token.strip()
+    ):
+        problems.append(
+            "VIGIL_WEB_TOKEN is blank or has spaces around it: set a secret, or unset it to "
+            "turn labelling off"
+        )
     if settings.batch_linger_ms < 0:
         problems.append("VIGIL_BATCH_LINGER_MS must be >= 0")
     if settings.fanin_linger_ms < 0:

@@ -8,6 +8,7 @@ traceable to exactly one version.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 from models.features import FEATURE_NAMES
+from models.tiers import ALERTED_TIERS
 
 ARTIFACT_FORMAT = 1
 
@@ -104,52 +106,132 @@ class ModelArtifact:
 
 
 def load_artifact(path: Path, expected_features: tuple[str, ...] = FEATURE_NAMES) -> ModelArtifact:
-    """Read an artifact and refuse it if its features differ from the code's."""
+    """Read an artifact; raise :class:`ArtifactError` naming the file and the problem.
+
+    Every way a file can be unusable (missing, unreadable, empty, not JSON, a field of the
+    wrong type, a non-finite threshold or calibration, other features) is that one error,
+    so a worker refuses it at start and keeps its running model on reload.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise ArtifactError(
             f"model artifact {path} not found (run `faust -A app train` to build one)"
         ) from None
+    except OSError as exc:
+        raise ArtifactError(
+            f"model artifact {path} cannot be read ({exc.strerror or exc})"
+        ) from None
+    if not data.strip():
+        raise ArtifactError(f"model artifact {path} is empty (not valid JSON)")
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ArtifactError(f"model artifact {path} is not valid JSON: {exc}") from None
+    try:
+        return artifact_from_document(doc, expected_features)
+    except ArtifactError as exc:
+        raise ArtifactError(f"model artifact {path}: {exc}") from None
+
+
+def _finite_number(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ArtifactError(f"{where}: must be a number, got {_kind(value)}")
+    number = float(value)  # orjson has already refused integers beyond 64 bits
+    if not math.isfinite(number):
+        raise ArtifactError(f"{where}: must be finite, got {number}")
+    return number
+
+
+def _kind(value: Any) -> str:
+    """Name a JSON value's type for a message (never the value itself: it can be huge)."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "a number"
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _object(doc: dict[str, Any], key: str, default: dict[str, Any] | None = None) -> Any:
+    value = doc.get(key, default)
+    if not isinstance(value, dict):
+        raise ArtifactError(f"{key}: must be an object, got {_kind(value)}")
+    return value
+
+
+def _string(doc: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = doc.get(key, default)
+    if not isinstance(value, str) or (default is None and not value.strip()):
+        raise ArtifactError(f"{key}: must be a non-empty string, got {_kind(value)}")
+    return value
+
+
+def artifact_from_document(
+    doc: Any, expected_features: tuple[str, ...] = FEATURE_NAMES
+) -> ModelArtifact:
+    """Check a decoded artifact document field by field: the one place artifacts are validated.
+
+    Tier thresholds must be finite and within 0..1, the calibration finite: a NaN there
+    would silently score everything MINIMAL.
+    """
     if not isinstance(doc, dict):
-        raise ArtifactError(f"model artifact {path} is not a JSON object")
+        raise ArtifactError(f"not a JSON object but {_kind(doc)}")
     if doc.get("format") != ARTIFACT_FORMAT:
-        raise ArtifactError(
-            f"model artifact {path} has format {doc.get('format')!r}, expected {ARTIFACT_FORMAT}"
-        )
+        fmt = doc.get("format")
+        shown = repr(fmt) if isinstance(fmt, int | str | None) else _kind(fmt)
+        raise ArtifactError(f"has format {shown[:40]}, expected {ARTIFACT_FORMAT}")
     missing_keys = [k for k in ("version", "thresholds", "booster") if k not in doc]
     if missing_keys:
-        raise ArtifactError(f"model artifact {path} lacks {', '.join(missing_keys)}")
-    names = tuple(doc.get("feature_names", ()))
+        raise ArtifactError(f"lacks {', '.join(missing_keys)}")
+    version = _string(doc, "version")
+    raw_names = doc.get("feature_names", [])
+    if not isinstance(raw_names, list) or not all(isinstance(n, str) for n in raw_names):
+        raise ArtifactError(f"feature_names: must be an array of strings, got {_kind(raw_names)}")
+    names = tuple(raw_names)
     if names != expected_features:
         missing = [n for n in expected_features if n not in names]
-        extra = [n for n in names if n not in expected_features]
+        extra = [n for n in names if n not in expected_features][:10]
         raise ArtifactError(
-            f"model artifact {path} was trained on other features than this code computes "
+            f"was trained on other features than this code computes "
             f"(missing {missing}, unexpected {extra}, order differs: "
             f"{not missing and not extra}); retrain it with `faust -A app train`"
         )
-    try:
-        thresholds = {k: float(v) for k, v in doc["thresholds"].items()}
-        calibration = {k: float(v) for k, v in doc.get("calibration", {}).items()}
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"model artifact {path} has malformed thresholds: {exc}") from None
+    raw_thresholds = _object(doc, "thresholds")
+    unknown = sorted(set(raw_thresholds) - set(ALERTED_TIERS))
+    if unknown or len(raw_thresholds) != len(ALERTED_TIERS):
+        raise ArtifactError(
+            f"thresholds: must have exactly {', '.join(ALERTED_TIERS)}, "
+            f"got {[k[:40] for k in sorted(raw_thresholds)[:10]]}"
+        )
+    thresholds = {}
+    for tier in ALERTED_TIERS:
+        value = _finite_number(f"thresholds.{tier}", raw_thresholds[tier])
+        if not 0.0 <= value <= 1.0:
+            raise ArtifactError(f"thresholds.{tier}: must be within 0..1, got {value}")
+        thresholds[tier] = value
+    raw_calibration = _object(doc, "calibration", {"a": 1.0, "b": 0.0})
+    unknown = sorted(set(raw_calibration) - {"a", "b"})
+    if unknown:
+        raise ArtifactError(f"calibration: unknown key {unknown[0][:40]!r}; known: a, b")
+    calibration = {k: _finite_number(f"calibration.{k}", v) for k, v in raw_calibration.items()}
+    booster = _object(doc, "booster")
+    distribution = _object(doc, "score_distribution", {})
+    for key, values in distribution.items():
+        if not isinstance(values, list):
+            raise ArtifactError(f"score_distribution.{key[:40]}: must be an array")
+        for value in values:
+            _finite_number(f"score_distribution.{key[:40]}", value)
     return ModelArtifact(
-        version=str(doc["version"]),
-        booster_json=orjson.dumps(doc["booster"]),
+        version=version,
+        booster_json=orjson.dumps(booster),
         feature_names=names,
         thresholds=thresholds,
         calibration=calibration,
-        metrics=doc.get("metrics", {}),
-        data_hash=doc.get("data_hash", ""),
-        trained_at=doc.get("trained_at", ""),
-        params=doc.get("params", {}),
-        score_distribution=doc.get("score_distribution", {}),
-        code_version=str(doc.get("code_version", "unknown")),
+        metrics=_object(doc, "metrics", {}),
+        data_hash=_string(doc, "data_hash", ""),
+        trained_at=_string(doc, "trained_at", ""),
+        params=_object(doc, "params", {}),
+        score_distribution=distribution,
+        code_version=_string(doc, "code_version", "unknown"),
     )
 
 

@@ -40,6 +40,8 @@ LATENCY_BUCKETS_S = (
 )
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000)
 SCORE_BUCKETS = tuple(round(i / 20, 2) for i in range(1, 21))
+#: Files a worker re-reads when they change (label values of ``vigil_reload_failures_total``).
+RELOAD_KINDS = ("rules", "allowlist", "denylist", "suppressions", "model", "challenger_model")
 #: Local tables whose size is exported (label values of ``vigil_table_keys``).
 TABLES = ("accounts", "counterparty_risk")
 #: Name prefix of Faust's own sensor metrics (``vigil_faust_messages_received_total``, ...).
@@ -176,6 +178,13 @@ class VigilMetrics:
             ["role", "result"],
             registry=r,
         )
+        self.reload_failures = Counter(
+            "vigil_reload_failures",
+            "Versions of a rules, list or model file that could not be loaded on reload "
+            "(the worker keeps serving the previous version), by kind of file.",
+            ["kind"],
+            registry=r,
+        )
         self.challenger_info = Gauge(
             "vigil_challenger_info",
             "The challenger model scored beside the champion (value 1; none when absent).",
@@ -193,6 +202,8 @@ class VigilMetrics:
         for role in ("champion", "challenger"):
             for result in ("loaded", "failed"):
                 self.model_reloads.labels(role, result)
+        for kind in RELOAD_KINDS:
+            self.reload_failures.labels(kind)
         for outcome in OUTCOMES:
             self.transactions.labels(outcome)
         for tier in ALERTED_TIERS:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.aml.rulebook import RulebookError, RuleHit, load_toml
+from models.aml.rulebook import RulebookError, RuleHit, load_toml, short_repr
 from models.tiers import TIERS, escalate
 
 DENY_RULE_ID = "deny_list"
@@ -48,7 +48,9 @@ def _ids(path: Path, doc: Mapping[str, Any], key: str) -> frozenset[str]:
         raise RulebookError(f"{path}: {key}: must be a list of strings")
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item.strip():
-            raise RulebookError(f"{path}: {key}[{i}]: must be a non-empty string, got {item!r}")
+            raise RulebookError(
+                f"{path}: {key}[{i}]: must be a non-empty string, got {short_repr(item)}"
+            )
     return frozenset(value)
 
 
@@ -57,14 +59,20 @@ def load_id_list(path: Path) -> IdList:
     doc = load_toml(path)
     unknown = sorted(set(doc) - {"accounts", "counterparties"})
     if unknown:
-        raise RulebookError(f"{path}: unknown key {unknown[0]!r}; use accounts, counterparties")
+        raise RulebookError(
+            f"{path}: unknown key {short_repr(unknown[0])}; use accounts, counterparties"
+        )
     return IdList(_ids(path, doc, "accounts"), _ids(path, doc, "counterparties"))
+
+
+#: Latest expiry a suppression may name (the end of year 9999), in epoch milliseconds.
+MAX_UNTIL_MS = 253_402_300_799_999
 
 
 def _until_ms(value: Any) -> int | None:
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         return int(value.timestamp() * 1000)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_UNTIL_MS:
         return value
     return None
 
@@ -74,7 +82,9 @@ def load_suppressions(path: Path) -> dict[str, Suppression]:
     doc = load_toml(path)
     unknown = sorted(set(doc) - {"suppression"})
     if unknown:
-        raise RulebookError(f"{path}: unknown key {unknown[0]!r}; use [[suppression]] tables")
+        raise RulebookError(
+            f"{path}: unknown key {short_repr(unknown[0])}; use [[suppression]] tables"
+        )
     items = doc.get("suppression", [])
     if not isinstance(items, list):
         raise RulebookError(f"{path}: suppression: must be an array of tables ([[suppression]])")
@@ -86,10 +96,10 @@ def load_suppressions(path: Path) -> dict[str, Suppression]:
         account = item.get("account")
         if not isinstance(account, str) or not account.strip():
             raise RulebookError(f"{where}: account: required, a non-empty string")
-        where = f"{where} (account {account!r})"
+        where = f"{where} (account {short_repr(account)})"
         extra = sorted(set(item) - {"account", "until", "reason"})
         if extra:
-            raise RulebookError(f"{where}: unknown key {extra[0]!r}")
+            raise RulebookError(f"{where}: unknown key {short_repr(extra[0])}")
         until = _until_ms(item.get("until"))
         if until is None:
             raise RulebookError(

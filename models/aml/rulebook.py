@@ -10,6 +10,7 @@ escalates to, a ``reason`` template and ``params``.
 from __future__ import annotations
 
 import math
+import reprlib
 import string
 import tomllib
 from collections.abc import Mapping
@@ -23,6 +24,20 @@ from models.transaction import TX_TYPES
 RULES_FORMAT = 1
 #: Longest window a rule may keep state for (daily buckets beyond three days).
 MAX_WINDOW_HOURS = 31 * 24
+
+
+#: Largest magnitude of a numeric rule parameter (amounts, counts, ratios).
+MAX_PARAM = 1e15
+
+
+def short_repr(value: object) -> str:
+    """Return ``repr(value)`` cut short: a file's value can be huge, a message must not be."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        try:
+            return f"an integer of {len(str(abs(value)))} digits"
+        except ValueError:  # beyond Python's int-to-str limit (a TOML hex literal)
+            return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    return reprlib.repr(value)
 
 
 class RulebookError(ValueError):
@@ -187,20 +202,24 @@ def _check_param(where: str, name: str, spec: _Param, value: Any) -> Any:
             ok = ok or (isinstance(value, float) and math.isfinite(value))
         if not ok:
             expected = "an integer" if spec.kind == "int" else "a finite number"
-            raise RulebookError(f"{at}: must be {expected}, got {value!r}")
+            raise RulebookError(f"{at}: must be {expected}, got {short_repr(value)}")
+        if abs(value) > MAX_PARAM:
+            # TOML integers are unbounded: a 400-digit one overflows float() below.
+            raise RulebookError(f"{at}: must be within +-{MAX_PARAM:.0e}, got {short_repr(value)}")
         if spec.minimum is not None and value < spec.minimum:
-            raise RulebookError(f"{at}: must be >= {spec.minimum:g}, got {value!r}")
+            raise RulebookError(f"{at}: must be >= {spec.minimum:g}, got {short_repr(value)}")
         if spec.maximum is not None and value > spec.maximum:
-            raise RulebookError(f"{at}: must be <= {spec.maximum:g}, got {value!r}")
+            raise RulebookError(f"{at}: must be <= {spec.maximum:g}, got {short_repr(value)}")
         return float(value) if spec.kind == "number" else int(value)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise RulebookError(f"{at}: must be a list of strings, got {value!r}")
+        raise RulebookError(f"{at}: must be a list of strings, got {short_repr(value)}")
     if spec.kind == "types":
         upper = [v.upper() for v in value]
         bad = [v for v in upper if v not in TX_TYPES]
         if bad:
             raise RulebookError(
-                f"{at}: unknown transaction type {bad[0]!r}; known: {', '.join(sorted(TX_TYPES))}"
+                f"{at}: unknown transaction type {short_repr(bad[0])}; "
+                f"known: {', '.join(sorted(TX_TYPES))}"
             )
         return frozenset(upper)
     if spec.kind == "countries":
@@ -208,7 +227,9 @@ def _check_param(where: str, name: str, spec: _Param, value: Any) -> Any:
             raise RulebookError(f"{at}: must list at least one country")
         bad = [v for v in value if not (len(v) == 2 and v.isascii() and v.isalpha())]
         if bad:
-            raise RulebookError(f"{at}: {bad[0]!r} is not a 2-letter ISO 3166 country code")
+            raise RulebookError(
+                f"{at}: {short_repr(bad[0])} is not a 2-letter ISO 3166 country code"
+            )
         return frozenset(v.upper() for v in value)
     return tuple(value)
 
@@ -248,24 +269,24 @@ def _rule(index: int, doc: Any, seen: set[str]) -> Rule:
     rid = doc.get("id")
     if not isinstance(rid, str) or not rid.strip():
         raise RulebookError(f"{where}: id: required, a non-empty string")
-    where = f"rule {rid!r} (#{index})"
+    where = f"rule {short_repr(rid)} (#{index})"
     if rid in seen or rid == "deny_list":
-        raise RulebookError(f"{where}: id: {rid!r} is used twice or reserved")
+        raise RulebookError(f"{where}: id: {short_repr(rid)} is used twice or reserved")
     unknown = sorted(set(doc) - _RULE_KEYS)
     if unknown:
         raise RulebookError(
-            f"{where}: unknown key {unknown[0]!r}; known: {', '.join(sorted(_RULE_KEYS))}"
+            f"{where}: unknown key {short_repr(unknown[0])}; known: {', '.join(sorted(_RULE_KEYS))}"
         )
     kind = doc.get("kind")
     if kind not in KINDS:
-        raise RulebookError(f"{where}: kind: {kind!r} is not one of {', '.join(KINDS)}")
+        raise RulebookError(f"{where}: kind: {short_repr(kind)} is not one of {', '.join(KINDS)}")
     for key in ("description", "reason"):
         if not isinstance(doc.get(key), str) or not doc[key].strip():
             raise RulebookError(f"{where}: {key}: required, a non-empty string")
     tier = doc.get("tier")
     if not isinstance(tier, str) or tier.upper() not in ALERTED_TIERS:
         raise RulebookError(
-            f"{where}: tier: must be one of {', '.join(ALERTED_TIERS)}, got {tier!r}"
+            f"{where}: tier: must be one of {', '.join(ALERTED_TIERS)}, got {short_repr(tier)}"
         )
     enabled = doc.get("enabled", True)
     if not isinstance(enabled, bool):
@@ -298,10 +319,12 @@ def parse_rulebook(doc: Mapping[str, Any], source: str = "<rules>") -> Rulebook:
     try:
         fmt = doc.get("format", RULES_FORMAT)
         if fmt != RULES_FORMAT:
-            raise RulebookError(f"format: {fmt!r} is not {RULES_FORMAT}")
+            raise RulebookError(f"format: {short_repr(fmt)} is not {RULES_FORMAT}")
         unknown = sorted(set(doc) - {"format", "rule"})
         if unknown:
-            raise RulebookError(f"unknown top-level key {unknown[0]!r} (rules go in [[rule]])")
+            raise RulebookError(
+                f"unknown top-level key {short_repr(unknown[0])} (rules go in [[rule]])"
+            )
         items = doc.get("rule", [])
         if not isinstance(items, list):
             raise RulebookError("rule: must be an array of tables ([[rule]])")
@@ -316,17 +339,54 @@ def parse_rulebook(doc: Mapping[str, Any], source: str = "<rules>") -> Rulebook:
     return Rulebook(tuple(r for r in rules if r.enabled), source, tuple(r.id for r in rules))
 
 
+#: Largest rules or list file read (an analyst's file is kilobytes; a runaway one is refused).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
 def load_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML file; raise :class:`RulebookError` with the file name and position."""
+    """Read a TOML file; raise :class:`RulebookError` with the file name and the problem.
+
+    Every way a file can be unusable (unreadable, not UTF-8, not TOML, nested too deep for
+    the parser, empty) is this one error, so a reload can keep the running version.
+    """
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            data = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise RulebookError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
+    if len(data) > MAX_FILE_BYTES:
+        raise RulebookError(f"{path}: larger than {MAX_FILE_BYTES:,} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bom = " (a UTF-16 byte-order mark: save it as UTF-8)" if data[:2] in _UTF16_BOMS else ""
+        raise RulebookError(
+            f"{path}: not UTF-8: byte 0x{data[exc.start]:02X} at offset {exc.start}{bom}"
+        ) from None
+    try:
+        doc = tomllib.loads(text)
+    except ValueError as exc:  # TOMLDecodeError, or an integer of over 4,300 digits
         raise RulebookError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise RulebookError(f"{path}: not valid TOML (arrays or tables nested too deep)") from None
+    if not doc:
+        raise RulebookError(f"{path}: empty file (no keys or tables)")
+    return doc
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def load_rulebook(path: Path) -> Rulebook:
-    """Read and check a rules file."""
-    return parse_rulebook(load_toml(path), str(path))
+    """Read and check a rules file; a file without any ``[[rule]]`` is refused.
+
+    An empty or truncated rules file must not turn every rule off: to disable rules, keep
+    them in the file with ``enabled = false``.
+    """
+    doc = load_toml(path)
+    if not doc.get("rule"):
+        raise RulebookError(
+            f"{path}: no [[rule]] tables; a rules file without rules would turn every rule "
+            "off (keep a rule with enabled = false to disable it)"
+        )
+    return parse_rulebook(doc, str(path))

@@ -4,7 +4,8 @@
 file's modification time and size with what was loaded; a changed file is loaded and checked
 in full, then swapped in with one attribute assignment, so a micro-batch sees either the old
 or the new version, never a mix. A broken file keeps the previous version and logs an error
-naming the file, the rule or entry, and the field. At start a broken file is an error.
+naming the file, the rule or entry, and the field (once per bad version of the file, and
+counted by the caller's ``on_reload_failure``). At start a broken file is an error.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from models.aml.engine import FanInEngine, RuleEngine
 from models.aml.lists import IdList, Lists, Suppression, load_id_list, load_suppressions
-from models.aml.rulebook import Rulebook, RulebookError, load_rulebook
+from models.aml.rulebook import Rulebook, RulebookError, load_rulebook, short_repr
 from models.artifact import Stamp, file_stamp
 
 log = logging.getLogger(__name__)
@@ -25,15 +26,29 @@ T = TypeVar("T")
 
 
 class Watched(Generic[T]):
-    """A value loaded from a file, reloaded by :meth:`poll` when the file changes."""
+    """A value loaded from a file, reloaded by :meth:`poll` when the file changes.
 
-    def __init__(self, name: str, path: Path | None, loader: Callable[[Path], T], empty: T) -> None:
+    A version of the file that cannot be loaded (or the file gone) is reported once, by one
+    ERROR line and one call of ``on_failure(name)``, not at every poll; the last good value
+    stays in place until a new version loads.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        path: Path | None,
+        loader: Callable[[Path], T],
+        empty: T,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
         self.name = name
         self.path = path
         self._loader = loader
+        self._on_failure = on_failure
         self.value = empty
         self._stamp: Stamp | None = None
         self._failed_stamp: Stamp | None = None
+        self._gone = False
         if path is not None:
             self._stamp = file_stamp(path)
             self.value = loader(path)  # raises at start: a broken file is an error
@@ -43,23 +58,34 @@ class Watched(Generic[T]):
         if self.path is None:
             return False
         stamp = file_stamp(self.path)
-        if stamp == self._stamp or stamp == self._failed_stamp:
-            return False
         if stamp is None:
-            log.error("AML %s file %s is gone; keeping the previous version", self.name, self.path)
-            self._failed_stamp = None
+            if not self._gone:
+                self._gone = True
+                self._failed(f"{self.path}: file is gone or cannot be read")
+            return False
+        self._gone = False
+        if stamp == self._stamp or stamp == self._failed_stamp:
             return False
         try:
             value = self._loader(self.path)
         except RulebookError as exc:
             self._failed_stamp = stamp
-            log.error("AML %s file not reloaded, keeping the previous version: %s", self.name, exc)
+            self._failed(str(exc))
+            return False
+        except Exception as exc:  # a loader bug must not stop every worker polling the file
+            self._failed_stamp = stamp
+            self._failed(f"{self.path}: {type(exc).__name__}: {short_repr(str(exc))}")
             return False
         self.value = value
         self._stamp = stamp
         self._failed_stamp = None
         log.info("AML %s file reloaded: %s", self.name, self.path)
         return True
+
+    def _failed(self, problem: str) -> None:
+        log.error("AML %s file not reloaded, keeping the previous version: %s", self.name, problem)
+        if self._on_failure is not None:
+            self._on_failure(self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +111,15 @@ class AmlRuntime:
         allowlist_path: Path | None = None,
         denylist_path: Path | None = None,
         suppressions_path: Path | None = None,
+        on_reload_failure: Callable[[str], None] | None = None,
     ) -> None:
-        self._rules = Watched("rules", rules_path, load_rulebook, Rulebook())
-        self._allow = Watched("allowlist", allowlist_path, load_id_list, IdList())
+        fail = on_reload_failure
+        self._rules = Watched("rules", rules_path, load_rulebook, Rulebook(), fail)
+        self._allow = Watched("allowlist", allowlist_path, load_id_list, IdList(), fail)
         empty_deny = IdList()
-        self._deny = Watched("denylist", denylist_path, load_id_list, empty_deny)
+        self._deny = Watched("denylist", denylist_path, load_id_list, empty_deny, fail)
         no_sup: dict[str, Suppression] = {}
-        self._sup = Watched("suppressions", suppressions_path, load_suppressions, no_sup)
+        self._sup = Watched("suppressions", suppressions_path, load_suppressions, no_sup, fail)
         self.snapshot = self._build(rebuild_rules=True)
         log.info(
             "AML rules loaded from %s: %s",
@@ -100,13 +128,20 @@ class AmlRuntime:
         )
 
     @classmethod
-    def from_settings(cls, settings: Any) -> AmlRuntime:
-        """Load the files named in ``app.settings.Settings`` (not imported: it pulls in Faust)."""
+    def from_settings(
+        cls, settings: Any, on_reload_failure: Callable[[str], None] | None = None
+    ) -> AmlRuntime:
+        """Load the files named in ``app.settings.Settings`` (not imported: it pulls in Faust).
+
+        ``on_reload_failure(kind)`` is called once per version of a file that cannot be
+        loaded on reload (``kind``: rules, allowlist, denylist or suppressions).
+        """
         return cls(
             settings.rules_path,
             settings.allowlist_path,
             settings.denylist_path,
             settings.suppressions_path,
+            on_reload_failure,
         )
 
     def _build(self, rebuild_rules: bool) -> AmlSnapshot:

@@ -25,6 +25,7 @@ REQUIRED_ALERTS = {
     "VigilHighAlertRateAbnormal",
     "VigilScoreDrift",
     "VigilNoTransactions",
+    "VigilFileReloadFailed",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,75 @@ def test_the_advertised_web_url_defaults_to_the_bind_host() -> None:
     assert load_settings({}).web_url == "http://127.0.0.1:6066"
     s = load_settings({"VIGIL_WEB_HOST": "0.0.0.0", "VIGIL_WEB_ADVERTISED_HOST": "worker-1"})
     assert s.web_url == "http://worker-1:6066"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"VIGIL_BROKER_URL": ""}, "VIGIL_BROKER_URL is empty"),
+        ({"VIGIL_BROKER_URL": "   "}, "VIGIL_BROKER_URL is empty"),
+        ({"VIGIL_BROKER_URL": "127.0.0.1:9092"}, "must start with kafka://"),
+        ({"VIGIL_BROKER_URL": "http://127.0.0.1:9092"}, "must start with kafka://"),
+        ({"VIGIL_BROKER_URL": "kafka://"}, "is not host:port"),
+        ({"VIGIL_BROKER_URL": "kafka://:9092"}, "is not host:port"),
+        ({"VIGIL_BROKER_URL": "kafka://broker:port"}, "is not host:port"),
+        ({"VIGIL_BROKER_URL": "kafka://broker:70000"}, "is not host:port"),
+        ({"VIGIL_BROKER_URL": "kafka://h1:9092;;h2:9092"}, "has an empty entry"),
+        ({"VIGIL_BROKER_CONNECT_TIMEOUT_S": "0"}, "VIGIL_BROKER_CONNECT_TIMEOUT_S must be > 0"),
+        ({"VIGIL_SESSION_TIMEOUT_S": "0"}, "VIGIL_SESSION_TIMEOUT_S must be > 0"),
+        ({"VIGIL_SESSION_TIMEOUT_S": "-6"}, "VIGIL_SESSION_TIMEOUT_S must be > 0"),
+        ({"VIGIL_HEARTBEAT_INTERVAL_S": "0"}, "VIGIL_HEARTBEAT_INTERVAL_S must be > 0"),
+        ({"VIGIL_COMMIT_INTERVAL_S": "-1"}, "VIGIL_COMMIT_INTERVAL_S must be > 0"),
+        ({"VIGIL_MODEL_RELOAD_S": "0"}, "VIGIL_MODEL_RELOAD_S must be > 0"),
+        (
+            {"VIGIL_HEARTBEAT_INTERVAL_S": "6", "VIGIL_SESSION_TIMEOUT_S": "6"},
+            "VIGIL_HEARTBEAT_INTERVAL_S must be below VIGIL_SESSION_TIMEOUT_S",
+        ),
+        (
+            {"VIGIL_HEARTBEAT_INTERVAL_S": "10"},
+            "VIGIL_HEARTBEAT_INTERVAL_S must be below VIGIL_SESSION_TIMEOUT_S",
+        ),
+        ({"VIGIL_REASONS_TOP_K": "-1"}, "VIGIL_REASONS_TOP_K must be >= 0"),
+        (
+            {"VIGIL_TOPIC_SCORED": "transactions"},
+            "VIGIL_TOPIC_SCORED and VIGIL_TOPIC_TRANSACTIONS name the same topic",
+        ),
+        (
+            {"VIGIL_TOPIC_DEADLETTER": "in", "VIGIL_TOPIC_TRANSACTIONS": "in"},
+            "VIGIL_TOPIC_DEADLETTER and VIGIL_TOPIC_TRANSACTIONS name the same topic",
+        ),
+        (
+            {"VIGIL_TOPIC_ALERTS_HIGH": "transactions"},
+            "VIGIL_TOPIC_TRANSACTIONS names an alert topic",
+        ),
+        ({"VIGIL_TOPIC_SCORED": ""}, "VIGIL_TOPIC_SCORED is empty"),
+        ({"VIGIL_TOPIC_ALERTS_LOW": " "}, "VIGIL_TOPIC_ALERTS_LOW is empty"),
+        ({"VIGIL_WEB_TOKEN": "   "}, "VIGIL_WEB_TOKEN is blank"),
+        ({"VIGIL_WEB_TOKEN": " secret"}, "VIGIL_WEB_TOKEN is blank or has spaces around it"),
+    ],
+)
+def test_invalid_settings_are_refused_with_what_to_fix(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        load_settings(env)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"VIGIL_BROKER_URL": "kafka://h1:9092;h2:9092"},
+        {"VIGIL_BROKER_URL": "kafka://h1:9092;kafka://h2:9093"},
+        {"VIGIL_BROKER_URL": "kafka://broker"},
+        {"VIGIL_BROKER_URL": "aiokafka://10.0.0.1:9092"},
+        {"VIGIL_REASONS_TOP_K": "0"},
+        {"VIGIL_HEARTBEAT_INTERVAL_S": "2", "VIGIL_SESSION_TIMEOUT_S": "6"},
+        {"VIGIL_BROKER_CONNECT_TIMEOUT_S": "0.5"},
+        {"VIGIL_WEB_TOKEN": "s3cret"},
+        {
+            "VIGIL_TOPIC_ALERTS_HIGH": "alerts",
+            "VIGIL_TOPIC_ALERTS_MEDIUM": "alerts",
+            "VIGIL_TOPIC_ALERTS_LOW": "alerts",
+        },
+    ],
+)
+def test_valid_edge_settings_are_accepted(env: dict[str, str]) -> None:
+    load_settings(env)
