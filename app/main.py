@@ -75,7 +75,8 @@ class VigilApp(faust.App):  # type: ignore[misc]
     async def on_first_start(self) -> None:
         """Refuse to start without usable files or a reachable broker (one line, non-zero)."""
         await super().on_first_start()
-        run_start_checks(self.start_checks)
+        if not (self.producer_only or self.client_only):  # `faust send` serves nothing
+            run_start_checks(self.start_checks)
         s = self.settings
         await reach_broker(
             s.broker_url, bootstrap_servers(s.broker_url), s.broker_connect_timeout_s
