@@ -90,6 +90,9 @@ class Settings:
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 1.0
     commit_interval_s: float = 1.0
+    #: Faust's stall detector: a partition with records waiting and no event taken by its
+    #: stream for this long is logged as an ERROR (Faust's ``stream_processing_timeout``).
+    stream_processing_timeout_s: float = 300.0
 
     log_level: str = "info"
 
@@ -164,7 +167,7 @@ def _check(settings: Settings) -> None:
             problems.append(f"{_env_name(name)} must be >= 1")
     if not 1 <= settings.web_port <= 65535:
         problems.append("VIGIL_WEB_PORT must be a TCP port")
-    for name in ("model_reload_s", "lists_reload_s"):
+    for name in ("model_reload_s", "lists_reload_s", "stream_processing_timeout_s"):
         if getattr(settings, name) <= 0:
             problems.append(f"{_env_name(name)} must be > 0")
     if settings.batch_linger_ms < 0:
