@@ -5,7 +5,8 @@ the alerts. This service reads all partitions of the three alert topics with a p
 aiokafka consumer that has no consumer group (it commits nothing and joins no rebalance),
 starting at the last ``VIGIL_WEB_RECENT_ALERTS`` records of each partition, so any worker's
 page shows alerts from all partitions. It also samples the end offsets of the scored topic
-for the page's transactions-per-second figure.
+for the page's transactions-per-second figure, and the consumer group's lag on the
+transactions topic, so the page can say when the workers fall behind.
 """
 
 from __future__ import annotations
@@ -67,6 +68,24 @@ async def _partitions(consumer: Any, topics: Iterable[str]) -> list[TopicPartiti
         await asyncio.sleep(1.0)
 
 
+async def _group_lag(offsets: Any, tps: list[TopicPartition]) -> int | None:
+    """Return the workers' lag on ``tps`` (log end minus committed); None if unreadable.
+
+    The listed log end is used as is: on tansu it may under-report by a batch, which only
+    makes the lag look a little smaller (never negative).
+    """
+    try:
+        ends = await offsets.end_offsets(tps)
+        lag = 0
+        for tp in tps:
+            committed = await offsets.committed(tp)
+            lag += max(0, int(ends[tp]) - int(committed or 0))
+        return lag
+    except Exception as exc:  # a status figure must never end the feed
+        log.debug("lag not read", extra={"error": repr(exc)})
+        return None
+
+
 @app.service
 class AlertFeedService(Service):  # type: ignore[misc]
     """Fill :data:`feed` from the alert topics for as long as the worker runs."""
@@ -97,9 +116,18 @@ class AlertFeedService(Service):  # type: ignore[misc]
         )
         await consumer.start()
         probe = HighWatermarkProbe(consumer._client._bootstrap_servers)
+        # Reads the workers' committed offsets; it never subscribes, so it never joins.
+        offsets = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers(settings.broker_url),
+            group_id=settings.app_id,
+            enable_auto_commit=False,
+            client_id=f"{settings.app_id}-web-lag",
+        )
+        await offsets.start()
         try:
             tps = await _partitions(consumer, settings.alert_topics().values())
             scored = await _partitions(consumer, [settings.topic_scored])
+            inputs = await _partitions(offsets, [settings.topic_transactions])
             consumer.assign(tps)
             feed.live = False
             await self._backfill(consumer, tps)
@@ -116,10 +144,12 @@ class AlertFeedService(Service):  # type: ignore[misc]
                             feed.add(alert, now)
                 if now >= next_sample:
                     ends = await _end_offsets(consumer, scored, probe)
-                    feed.tx_rate.add(time.monotonic(), sum(ends.values()))
+                    lag = await _group_lag(offsets, inputs)
+                    feed.sample(time.monotonic(), sum(ends.values()), lag)
                     next_sample = now + RATE_SAMPLE_S
         finally:
             await probe.close()
+            await offsets.stop()
             await consumer.stop()
 
     async def _backfill(self, consumer: Any, tps: list[TopicPartition]) -> None:

@@ -35,6 +35,7 @@ async def run_simulation(
     labels_topic: str | None = None,
     label_delay_s: float = 0.0,
     legit_label_share: float = 0.05,
+    linger_ms: int = 5,
 ) -> dict[str, int]:
     """Produce simulated transactions at ``rate`` per second, paced on their event time.
 
@@ -51,7 +52,7 @@ async def run_simulation(
     from models.labels import Label
     from models.simulator import Simulator
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, acks=1)
     await producer.start()
     counts: dict[str, int] = {}
     start_ms = int(time.time() * 1000)
@@ -118,6 +119,7 @@ async def run_simulation(
         show_default=True,
         help="Send labels (all frauds, 5%% of the rest) this many seconds later; 0 = none.",
     ),
+    option("--linger-ms", type=int, default=5, show_default=True, help="Producer linger."),
 )
 async def simulate(
     self: AppCommand,
@@ -127,6 +129,7 @@ async def simulate(
     fraud_rate: float,
     aml_rate: float,
     label_delay: float,
+    linger_ms: int,
 ) -> None:
     """Produce realistic transactions with labelled fraud patterns to the transactions topic."""
     s = app.settings
@@ -140,6 +143,7 @@ async def simulate(
         aml_rate=aml_rate,
         labels_topic=s.topic_labels if label_delay > 0 else None,
         label_delay_s=label_delay,
+        linger_ms=linger_ms,
     )
     self.say(f"sent {sum(counts.values())} transactions: {counts}")
 
@@ -341,15 +345,21 @@ def _rules_hook() -> Any:
 
 
 class _Children:
-    """Child processes of the demo, stopped together."""
+    """Child processes of the demo, stopped together; each dies with the demo (kill -9 too)."""
 
     def __init__(self) -> None:
         self.procs: list[tuple[str, asyncio.subprocess.Process]] = []
 
     async def spawn(self, name: str, *args: str, env: dict[str, str], log_path: Path) -> None:
+        from app.embedded_broker import die_with_parent
+
         out = open(log_path, "ab")  # noqa: SIM115 - handed to the child
         proc = await asyncio.create_subprocess_exec(
-            *args, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
+            *args,
+            env=env,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=die_with_parent(),
         )
         out.close()
         self.procs.append((name, proc))
@@ -357,17 +367,20 @@ class _Children:
     def dead(self) -> list[tuple[str, int]]:
         return [(n, p.returncode) for n, p in self.procs if p.returncode is not None]
 
-    async def stop(self) -> None:
-        for _, proc in reversed(self.procs):
+    async def stop(self, *names: str) -> None:
+        """Stop the named children (all when none is named), the last started first."""
+        chosen = [(n, p) for n, p in self.procs if not names or n in names]
+        for _, proc in reversed(chosen):
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
-        for _, proc in reversed(self.procs):
+        for _, proc in reversed(chosen):
             try:
                 await asyncio.wait_for(proc.wait(), timeout=20)
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+        self.procs = [(n, p) for n, p in self.procs if (n, p) not in chosen]
 
 
 async def _print_alerts(bootstrap: str, say: Any) -> None:
@@ -407,13 +420,93 @@ async def _print_alerts(bootstrap: str, say: Any) -> None:
         await consumer.stop()
 
 
+#: The demo simulator's producer linger: ~10 transactions a batch and partition at 200 tx/s.
+DEMO_LINGER_MS = 200
+
+
+class _DemoGeneration:
+    """One embedded broker with the worker and simulator that use it (see ``--rollover``)."""
+
+    def __init__(self, number: int, rate: float, logs: Path, env: dict[str, str]) -> None:
+        from app.embedded_broker import EmbeddedBroker
+
+        self.number = number
+        self.rate = rate
+        self.logs = logs
+        self.broker = EmbeddedBroker(log_path=logs / "broker.log")
+        self.env = env
+        self.children = _Children()
+        self.printer: asyncio.Task[None] | None = None
+
+    def start_broker(self) -> None:
+        """Start the broker (empty: it keeps its records in memory only)."""
+        self.broker.start()
+        self.env = {**self.env, "VIGIL_BROKER_URL": self.broker.url}
+
+    async def start_simulator(self) -> None:
+        """Produce to this generation's broker (a new seed: new accounts, new tx ids)."""
+        await self.children.spawn(
+            "simulator",
+            str(Path(sys.executable).parent / "faust"),
+            "-A",
+            "app",
+            "simulate",
+            "--rate",
+            str(self.rate),
+            "--seed",
+            str(7 + self.number),
+            "--label-delay",
+            "30",
+            "--aml-rate",
+            "0.01",
+            # Each produced batch is an object the embedded broker lists on every fetch of
+            # its partition: fewer, larger batches keep its fetches cheap for longer.
+            "--linger-ms",
+            str(DEMO_LINGER_MS),
+            env=self.env,
+            log_path=self.logs / "simulator.log",
+        )
+
+    async def start_worker(self, say: Any) -> None:
+        """Start the worker and the console's alert summary."""
+        await self.children.spawn(
+            "worker",
+            str(Path(sys.executable).parent / "faust"),
+            "-A",
+            "app",
+            "worker",
+            "-l",
+            "info",
+            env=self.env,
+            log_path=self.logs / "worker.log",
+        )
+        self.printer = asyncio.create_task(_print_alerts(self.broker.bootstrap, say))
+
+    async def stop(self, *names: str) -> None:
+        """Stop the named children (all, the printer and the broker when none is named)."""
+        if (not names or "worker" in names) and self.printer is not None:
+            self.printer.cancel()
+            with contextlib.suppress(BaseException):
+                await self.printer
+            self.printer = None
+        await self.children.stop(*names)
+        if not names:
+            self.broker.stop()
+
+
 @app.command(
     option("--rate", type=float, default=200.0, show_default=True, help="Simulated tx/s."),
     option("--duration", type=float, default=0.0, show_default=True, help="Seconds; 0 = forever."),
+    option(
+        "--rollover",
+        type=float,
+        default=10.0,
+        show_default=True,
+        help="Minutes between fresh embedded brokers (it keeps every record); 0 = never.",
+    ),
 )
-async def demo(self: AppCommand, rate: float, duration: float) -> None:
+async def demo(self: AppCommand, rate: float, duration: float, rollover: float) -> None:
     """Run the embedded broker, a worker and the simulator until Ctrl-C."""
-    from app.embedded_broker import EmbeddedBroker
     from models.artifact import ArtifactError, load_artifact
     from models.training import train_default
 
@@ -429,14 +522,11 @@ async def demo(self: AppCommand, rate: float, duration: float) -> None:
         await asyncio.to_thread(train_default, s.model_path)
         self.say(f"trained {s.model_path} in {time.monotonic() - started:.1f}s")
 
-    broker = EmbeddedBroker(log_path=logs / "broker.log").start()
     # The embedded broker keeps nothing across runs, so neither may the worker's tables.
     worker_data = s.data_dir / "demo-worker"
-    shutil.rmtree(worker_data, ignore_errors=True)
     env = dict(os.environ)  # every other VIGIL_* setting reaches the worker unchanged
     env.update(
         {
-            "VIGIL_BROKER_URL": broker.url,
             "VIGIL_BROKER_FLAVOR": "tansu",
             "VIGIL_DATA_DIR": str(worker_data),
             "VIGIL_MODEL_PATH": str(s.model_path),
@@ -444,41 +534,17 @@ async def demo(self: AppCommand, rate: float, duration: float) -> None:
             "VIGIL_WEB_PORT": str(s.web_port),
         }
     )
-    faust_bin = str(Path(sys.executable).parent / "faust")
-    children = _Children()
-    printer: asyncio.Task[None] | None = None
+    current = _DemoGeneration(1, rate, logs, env)
     try:
-        await children.spawn(
-            "worker",
-            faust_bin,
-            "-A",
-            "app",
-            "worker",
-            "-l",
-            "info",
-            env=env,
-            log_path=logs / "worker.log",
-        )
-        await children.spawn(
-            "simulator",
-            faust_bin,
-            "-A",
-            "app",
-            "simulate",
-            "--rate",
-            str(rate),
-            "--label-delay",
-            "30",
-            "--aml-rate",
-            "0.01",
-            env=env,
-            log_path=logs / "simulator.log",
-        )
+        current.start_broker()
+        shutil.rmtree(worker_data, ignore_errors=True)
+        await current.start_worker(self.say)
+        await current.start_simulator()
         self.say(
             "\n".join(
                 [
                     "Vigil demo is running:",
-                    f"  embedded broker  {broker.bootstrap} (tansu, in memory)",
+                    f"  embedded broker  {current.broker.bootstrap} (tansu, in memory)",
                     f"  web view         http://{s.web_host}:{s.web_port}/  (live alerts; "
                     "accounts: /accounts/<id>; metrics: /metrics)",
                     "  labelling        "
@@ -487,27 +553,51 @@ async def demo(self: AppCommand, rate: float, duration: float) -> None:
                     "labels (all frauds, 5% of the rest) 30 s later",
                     f"  model            {s.model_path}",
                     f"  logs             {logs}/",
+                    (
+                        f"  rollover         every {rollover:g} min: a fresh broker, worker "
+                        "state and simulated accounts (the embedded broker keeps every record "
+                        "in memory and slows down as they pile up)"
+                        if rollover > 0
+                        else "  rollover         off"
+                    ),
                     "Alerts are summarised below every few seconds. Ctrl-C stops everything.",
                 ]
             )
         )
-        printer = asyncio.create_task(_print_alerts(broker.bootstrap, self.say))
         deadline = time.monotonic() + duration if duration > 0 else float("inf")
+        rollover_s = rollover * 60 if rollover > 0 else float("inf")
+        generation_started = time.monotonic()
         # SIGTERM (a service manager, `kill`) stops the demo like Ctrl-C does: children and
         # the broker are stopped in the finally below, none is left behind.
         terminated = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminated.set)
         while time.monotonic() < deadline and not terminated.is_set():
-            dead = children.dead()
+            dead = current.children.dead()
             if dead:
                 self.say(f"stopping: child exited {dead}; see {logs}/")
                 break
+            if time.monotonic() - generation_started >= rollover_s:
+                current = await _roll_over(current, worker_data, self.say)
+                generation_started = time.monotonic()
             await asyncio.sleep(0.5)
     finally:
-        if printer is not None:
-            printer.cancel()
-            with contextlib.suppress(BaseException):
-                await printer
-        await children.stop()
-        broker.stop()
+        await current.stop()
         self.say("demo stopped: worker, simulator and broker are down")
+
+
+async def _roll_over(old: _DemoGeneration, worker_data: Path, say: Any) -> _DemoGeneration:
+    """Move the demo to a fresh broker: the new simulator first, then the worker.
+
+    Transactions produced while the new worker starts wait in the new broker; the old
+    worker has the old simulator's last ones scored before it stops.
+    """
+    new = _DemoGeneration(old.number + 1, old.rate, old.logs, old.env)
+    new.start_broker()
+    await new.start_simulator()
+    await old.stop("simulator")
+    await asyncio.sleep(2.0)  # the old worker scores what the old simulator sent last
+    await old.stop()
+    shutil.rmtree(worker_data, ignore_errors=True)  # tables start as empty as the broker
+    await new.start_worker(say)
+    say(f"rolled over to embedded broker {new.number} at {new.broker.bootstrap}")
+    return new

@@ -2,14 +2,23 @@
 
 Used by ``faust -A app demo`` and by the test fixtures. It binds a free port on
 127.0.0.1 only and keeps its data in memory, so it loses everything when it stops.
+
+The broker is killed with its parent (Linux ``PR_SET_PDEATHSIG``): a demo or a test run
+killed with SIGKILL, which runs no cleanup, leaves no broker behind.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -53,6 +62,32 @@ def _answers(host: str, port: int) -> bool:
     return len(header) == 8 and int.from_bytes(header[4:8], "big") == 1
 
 
+#: prctl(2) option: the signal the kernel sends a process when its parent thread exits.
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """Return a ``preexec_fn`` that has the child killed when this process dies (Linux).
+
+    The kernel sends SIGKILL to the child when the thread that started it exits, however the
+    parent ends (SIGKILL included), so start children from the main thread. A parent that
+    died between fork and prctl is caught by the parent-pid check. ``None`` elsewhere.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    prctl = libc.prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        # Runs in the child between fork and exec: nothing here may allocate much or lock.
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
 class EmbeddedBroker:
     """Run tansu on a free loopback port; use as a context manager or start/stop."""
 
@@ -89,7 +124,9 @@ class EmbeddedBroker:
         ]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
-            self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            self._proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent()
+            )
         finally:
             if self.log_path:
                 out.close()  # type: ignore[union-attr]
@@ -115,6 +152,11 @@ class EmbeddedBroker:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+    @property
+    def pid(self) -> int | None:
+        """Return the broker's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def running(self) -> bool:

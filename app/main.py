@@ -52,6 +52,7 @@ class VigilApp(faust.App):  # type: ignore[misc]
             broker_session_timeout=settings.session_timeout_s,
             broker_heartbeat_interval=settings.heartbeat_interval_s,
             broker_commit_interval=settings.commit_interval_s,
+            stream_processing_timeout=settings.stream_processing_timeout_s,
             producer_max_request_size=max(1_048_576, settings.max_message_bytes * 4),
             web_host=settings.web_host,
             web_bind=settings.web_host,

@@ -102,6 +102,9 @@ class Settings:
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 1.0
     commit_interval_s: float = 1.0
+    #: Faust's stall detector: a partition with records waiting and no event taken by its
+    #: stream for this long is logged as an ERROR (Faust's ``stream_processing_timeout``).
+    stream_processing_timeout_s: float = 300.0
 
     log_level: str = "info"
 
@@ -229,6 +232,7 @@ def _check(settings: Settings) -> None:
         "session_timeout_s",
         "heartbeat_interval_s",
         "commit_interval_s",
+        "stream_processing_timeout_s",
     ):
         if getattr(settings, name) <= 0:
             problems.append(f"{_env_name(name)} must be > 0")

@@ -10,6 +10,7 @@ rebalances, assignments, web requests) is Faust's, unchanged.
 
 from __future__ import annotations
 
+from time import monotonic
 from typing import Any
 
 from faust.sensors.monitor import Monitor
@@ -46,8 +47,12 @@ class FaustSensor(PrometheusMonitor):  # type: ignore[misc]
     def count_batch_in(self, tp: Any, last_offset: int, n: int, stream: str) -> None:
         """Count ``n`` messages of a batch route (app.batch_delivery) as consumed.
 
-        They are also ``n`` events of the route's agent, reported as stream ``stream``.
+        They are also ``n`` events of the route's agent, reported as stream ``stream``, and,
+        as ``Monitor.on_stream_event_in`` records, the partition's stream has taken an event
+        now: Faust's stall detector reads that time (a batch route that never set it was
+        reported as "Stream has not started processing" on every check).
         """
+        self.stream_inbound_time[tp] = monotonic()
         self.events_total += n
         self._events += n
         self._batch_events[stream] = self._batch_events.get(stream, 0) + n

@@ -18,6 +18,10 @@ import orjson
 
 TIERS = ("HIGH", "MEDIUM", "LOW")
 STATS_WINDOW_S = 60.0
+#: Work queued for longer than this (lag at the current scoring rate) is "behind".
+BEHIND_AFTER_S = 10.0
+#: Transactions waiting and nothing scored for this long is "stalled".
+STALLED_AFTER_S = 30.0
 
 #: Put in a subscriber's queue when the feed closes or drops the subscriber.
 CLOSED: dict[str, Any] = {"event": "closed"}
@@ -94,6 +98,39 @@ class RateWindow:
         return (n1 - n0) / (t1 - t0) if t1 > t0 else None
 
 
+def worker_status(
+    live: bool, lag: int | None, rate_per_s: float | None, unchanged_s: float | None
+) -> dict[str, Any]:
+    """Say whether the workers keep up, for the page's status badge.
+
+    ``lag`` is the consumer group's transactions not yet committed (``None``: not known yet),
+    ``rate_per_s`` the recent scoring rate, and ``unchanged_s`` how long the scored topic's
+    end has not moved. States: ``starting`` (the feed reads its backlog), ``stalled``
+    (transactions wait and nothing is scored), ``behind`` (the queued work would take
+    longer than :data:`BEHIND_AFTER_S` at the current rate), ``live`` (keeping up, or
+    nothing to do).
+    """
+    if not live:
+        return {"state": "starting", "text": "starting…", "lag": lag}
+    waiting = lag or 0
+    if waiting > 0 and unchanged_s is not None and unchanged_s >= STALLED_AFTER_S:
+        return {
+            "state": "stalled",
+            "text": f"stalled: nothing scored for {unchanged_s:.0f} s, {waiting:,} waiting",
+            "lag": waiting,
+        }
+    if waiting > 0:
+        behind_s = waiting / rate_per_s if rate_per_s else float("inf")
+        if behind_s >= BEHIND_AFTER_S:
+            ahead = f" (~{behind_s:.0f} s of work)" if rate_per_s else ""
+            return {
+                "state": "behind",
+                "text": f"behind: {waiting:,} transactions waiting{ahead}",
+                "lag": waiting,
+            }
+    return {"state": "live", "text": "live", "lag": lag}
+
+
 class AlertFeed:
     """The most recent alerts by ``alert_id`` (newest last), with live subscribers."""
 
@@ -109,6 +146,10 @@ class AlertFeed:
         #: (received monotonic s, event-to-scored latency ms) of recent alerts.
         self._latencies: deque[tuple[float, float]] = deque()
         self.tx_rate = RateWindow()
+        #: The consumer group's transactions not yet committed, when last sampled.
+        self.lag: int | None = None
+        self._scored_total: int | None = None
+        self._scored_moved_at: float | None = None
         #: True once the backlog is read and new alerts arrive as they are produced.
         self.live = False
         self.closed = False
@@ -144,6 +185,20 @@ class AlertFeed:
         self._trim(now)
         self._publish({"event": "alert", "data": summary(alert)})
         return True
+
+    def sample(self, now: float, scored_total: int, lag: int | None) -> None:
+        """Record the scored topic's end (sum of partitions) and the group's lag at ``now``."""
+        self.tx_rate.add(now, scored_total)
+        if self._scored_total is None or scored_total != self._scored_total:
+            self._scored_total, self._scored_moved_at = scored_total, now
+        self.lag = lag
+
+    def status(self, now: float) -> dict[str, Any]:
+        """Return :func:`worker_status` for what was sampled last."""
+        moved = self._scored_moved_at
+        return worker_status(
+            self.live, self.lag, self.tx_rate.rate(), None if moved is None else now - moved
+        )
 
     def get(self, alert_id: str) -> dict[str, Any] | None:
         """Return the alert with this id if it is still in memory."""
@@ -185,6 +240,7 @@ class AlertFeed:
             "latency_ms_p95": percentile(lat, 0.95),
             "window_s": STATS_WINDOW_S,
             "live": self.live,
+            "status": self.status(now),
         }
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:

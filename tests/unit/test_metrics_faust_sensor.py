@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
@@ -111,3 +112,13 @@ def test_batch_routes_count_their_messages_and_events_like_per_message_delivery(
         == 40
     )
     assert sensor.messages_received_total == 40 and sensor.messages_active == 10
+
+
+def test_batch_routes_show_faust_stall_detector_their_partitions_are_processed() -> None:
+    """Faust's detector reads ``stream_inbound_time``; a batch must set it like an event does."""
+    sensor = VigilMetrics().faust_monitor()
+    taken, idle = TP("transactions", 1), TP("transactions", 2)
+    before = time.monotonic()
+    sensor.count_batch_in(taken, 41, 40, "score-transactions")
+    assert sensor.stream_inbound_time[taken] >= before
+    assert idle not in sensor.stream_inbound_time  # a partition with no batch stays "not started"

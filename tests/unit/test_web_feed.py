@@ -6,7 +6,17 @@ import orjson
 import pytest
 
 from app.settings import bootstrap_servers
-from app.web.feed import CLOSED, AlertFeed, RateWindow, parse_alert, percentile, summary
+from app.web.feed import (
+    BEHIND_AFTER_S,
+    CLOSED,
+    STALLED_AFTER_S,
+    AlertFeed,
+    RateWindow,
+    parse_alert,
+    percentile,
+    summary,
+    worker_status,
+)
 
 
 def _alert(i: int, tier: str = "HIGH", account: str = "a1", **extra: object) -> dict[str, object]:
@@ -150,3 +160,41 @@ def test_bootstrap_servers_strip_the_scheme() -> None:
     assert bootstrap_servers("kafka://127.0.0.1:9092") == "127.0.0.1:9092"
     assert bootstrap_servers("kafka://h1:1;kafka://h2:2") == "h1:1,h2:2"
     assert bootstrap_servers("kafka://h1:1; h2:2") == "h1:1,h2:2"
+
+
+def test_status_is_live_while_the_workers_keep_up_or_have_nothing_to_do() -> None:
+    assert worker_status(True, 0, 200.0, 0.0)["state"] == "live"
+    assert worker_status(True, 150, 200.0, 1.0)["state"] == "live"  # under a second of work
+    assert worker_status(True, 0, 0.0, 3600.0)["state"] == "live"  # idle: nothing waits
+    assert worker_status(True, None, None, None)["state"] == "live"  # lag not read yet
+    assert worker_status(False, 0, 200.0, 0.0)["state"] == "starting"
+
+
+def test_status_says_behind_with_the_backlog_and_its_time_at_the_current_rate() -> None:
+    status = worker_status(True, 4000, 200.0, 1.0)  # 20 s of work queued
+    assert status["state"] == "behind" and status["lag"] == 4000
+    assert "4,000" in status["text"] and "20 s" in status["text"]
+    just_under = int(BEHIND_AFTER_S * 200.0) - 1
+    assert worker_status(True, just_under, 200.0, 1.0)["state"] == "live"
+    assert worker_status(True, 10, None, 1.0)["state"] == "behind"  # waiting, no rate known
+
+
+def test_status_says_stalled_when_transactions_wait_and_nothing_is_scored() -> None:
+    status = worker_status(True, 37, 0.0, STALLED_AFTER_S + 5)
+    assert status["state"] == "stalled" and "37 waiting" in status["text"]
+    assert worker_status(True, 37, 0.0, STALLED_AFTER_S - 1)["state"] == "behind"
+
+
+def test_feed_status_follows_its_samples_of_scored_end_and_lag() -> None:
+    feed = AlertFeed(capacity=10)
+    feed.live = True
+    feed.sample(0.0, 1000, 0)
+    feed.sample(5.0, 2000, 0)  # 200 tx/s scored, nothing waiting
+    assert feed.stats(5.0)["status"]["state"] == "live"
+    feed.sample(10.0, 2000, 50_000)  # the end stopped moving while input piles up
+    assert feed.stats(10.0)["status"]["state"] == "behind"
+    feed.sample(40.0, 2000, 56_000)
+    stats = feed.stats(40.0)
+    assert stats["status"]["state"] == "stalled" and stats["status"]["lag"] == 56_000
+    feed.sample(45.0, 3000, 0)  # caught up
+    assert feed.stats(45.0)["status"]["state"] == "live"

@@ -7,6 +7,8 @@ const alerts = new Map(); // alert_id -> summary
 let order = []; // alert ids, newest first
 let selected = null;
 let selectedAlert = null;
+let connected = false;
+let workerStatus = null; // the stats' status: live, behind, stalled or starting
 
 const $ = (id) => document.getElementById(id);
 
@@ -88,7 +90,24 @@ function row(a) {
   return tr;
 }
 
+// The badge says "live" only while the stream is connected and the workers keep up.
+function renderConn() {
+  const state = workerStatus ? workerStatus.state : "live";
+  if (!connected) {
+    $("conn").textContent = "reconnecting…";
+    $("conn").className = "conn";
+  } else if (state === "behind" || state === "stalled") {
+    $("conn").textContent = workerStatus.text;
+    $("conn").className = "conn " + state;
+  } else {
+    $("conn").textContent = "live";
+    $("conn").className = "conn live";
+  }
+}
+
 function renderStats(s) {
+  workerStatus = s.status || null;
+  renderConn();
   for (const tier of ["HIGH", "MEDIUM", "LOW"]) {
     $("count-" + tier).textContent = String((s.tiers && s.tiers[tier]) || 0);
   }
@@ -107,12 +126,12 @@ function fmtMs(ms) {
 function connect() {
   const source = new EventSource("/api/stream");
   source.addEventListener("open", () => {
-    $("conn").textContent = "live";
-    $("conn").className = "conn live";
+    connected = true;
+    renderConn();
   });
   source.addEventListener("error", () => {
-    $("conn").textContent = "reconnecting…";
-    $("conn").className = "conn";
+    connected = false;
+    renderConn();
   });
   source.addEventListener("snapshot", (ev) => {
     const doc = JSON.parse(ev.data);
