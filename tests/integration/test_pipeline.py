@@ -74,8 +74,16 @@ def test_stream_scores_alerts_dead_letters_and_tables(
         assert doc["tier"] == tier_for_score(doc["score"], artifact.thresholds)
         assert (doc["tier"] != "MINIMAL") == (tx_id in alerts)
 
-    # Every invalid message in the dead-letter topic, raw bytes intact, reason names the field.
-    by_value = {rec.value: _headers(rec) for rec in dead}
+    # Every invalid message in the dead-letter topic, raw bytes intact (or, past the size
+    # limit, their start and the original length), reason names the field.
+    by_value = {}
+    for rec in dead:
+        headers = _headers(rec)
+        value = rec.value
+        if "vigil.truncated" in headers:
+            (value,) = [r for r in sc.invalid if len(r) == int(headers["vigil.truncated"])]
+            assert value.startswith(rec.value) and len(rec.value) < len(value)
+        by_value[value] = headers
     assert len(dead) == len(sc.invalid)
     for raw, field_name in sc.invalid.items():
         headers = by_value[raw]
