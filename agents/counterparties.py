@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from faust.types import TP
 
 from agents.output import BatchSender
 from agents.pipeline import InMessage, dead_letter_headers, exit_now, fit_dead_letter
@@ -31,6 +32,7 @@ from app.settings import Settings
 from models.aml.forward import Forwarded, fanin_alert, parse_forward
 from models.aml.runtime import AmlRuntime
 from models.records import dumps
+from models.redelivery import InputPosition
 from models.tiers import escalate
 from monitoring.metrics import VigilMetrics
 from tables.accounts import AccountStore
@@ -40,6 +42,17 @@ log = logging.getLogger(__name__)
 settings = app.settings
 
 Explainer = Callable[[Forwarded], list[dict[str, Any]]]
+EndOffsets = Callable[[str, int], int | None]
+
+
+def input_end_offset(topic: str, partition: int) -> int | None:
+    """Return an input partition's high watermark from the consumer's last fetch."""
+    end = app.consumer.highwater(TP(topic, partition))
+    return None if end is None else int(end)
+
+
+def _unknown_end(topic: str, partition: int) -> int | None:
+    return None
 
 
 def aml_runtime() -> AmlRuntime:
@@ -84,9 +97,12 @@ class FanInPipeline:
         explain: Explainer,
         clock: Callable[[], float] = time.time,
         settings: Settings | None = None,
+        end_offset: EndOffsets = _unknown_end,
     ) -> None:
         #: Dead-letter topic, partitions, size limit and amount bound (the worker's settings).
         self.settings = settings if settings is not None else Settings()
+        #: Tells a stale input-offset mark from a redelivery (models.redelivery).
+        self.end_offset = end_offset
         self.runtime = runtime
         self.store = store
         self.sender = sender
@@ -151,8 +167,9 @@ class FanInPipeline:
         state = states.get(slot)
         if state is None:
             state = load_state(raw)
-        replay = fanin.is_replay(state, tx)
-        hits, state = fanin.evaluate(state, tx, replay)
+        pos = InputPosition(msg.topic, msg.offset, self.end_offset(msg.topic, msg.partition))
+        replay = fanin.is_replay(state, tx, pos)
+        hits, state = fanin.evaluate(state, tx, replay, pos)
         alert = None
         if hits and fwd.alerts:
             tier = escalate(fwd.tier, [h.tier for h in hits])
@@ -206,6 +223,7 @@ async def _start() -> FanInPipeline:
         settings.alert_topics(),
         explain_with_served_model,
         settings=settings,
+        end_offset=input_end_offset,
     )
 
 

@@ -8,7 +8,7 @@ import logging
 import os
 from typing import Any
 
-from agents.counterparties import aml_runtime
+from agents.counterparties import aml_runtime, input_end_offset
 from agents.output import BatchSender
 from agents.pipeline import TransactionPipeline, exit_now
 from agents.served_model import ModelWatcher
@@ -48,6 +48,7 @@ async def _start_pipeline() -> TransactionPipeline:
         app.metrics,
         risk=CounterpartyRiskStore(counterparty_risk_table),
         aml=aml_runtime(),
+        end_offset=input_end_offset,
     )
     global _sender
     _sender = sender

@@ -149,7 +149,24 @@ class BatchRoute:
         if not queue.full():
             queue.put_nowait(batch)
             return True
-        result = await consumer.wait_first(queue.put(batch), consumer.suspend_flow.wait())
+        put = asyncio.ensure_future(queue.put(batch))
+        try:
+            result = await consumer.wait_first(put, consumer.suspend_flow.wait())
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if put.cancelled() and task is not None and not task.cancelling():
+                # Faust clears the channel's queue when the flow resumes after a rebalance
+                # (mode's ThrowableQueue.clear cancels waiting putters): the batch was
+                # dropped, not this loop. Letting the CancelledError out ended the drain
+                # loop, and Faust restarts its fetcher only while still rebalancing, so
+                # a worker that resumed with a full queue (a backlog after a restart or a
+                # rebalance) said "Ready" and never fetched again. The cleared batches
+                # (this one and those queued) must come again: the fetch position is past
+                # them, and the next record would read as a broker gap. So seek back to the
+                # committed offsets, as Faust does before it resumes the flow.
+                await consumer.perform_seek()
+                return False
+            raise
         return bool(result.done) and not result.stopped and consumer.flow_active
 
     async def more(self, batch: RecordBatch, linger_s: float = 0.0) -> RecordBatch:
@@ -328,10 +345,12 @@ async def drain(consumer: Any, fetcher: Any, routes: BatchRoutes) -> None:
                 fresh.append((tp, kept))
         for batch in split_batches(fresh, route.max_records, app.consumer_generation_id):
             await maybe_commit()
+            before = {tp: read_offset[tp] for tp in batch.offsets}
             if not await route.deliver(consumer, batch):
                 return False
             for tp, offsets in batch.offsets.items():
-                read_offset[tp] = offsets[-1]
+                if read_offset[tp] == before[tp]:  # else a seek moved it while we waited
+                    read_offset[tp] = offsets[-1]
         return True
 
     def current(generation_id: int) -> bool:
