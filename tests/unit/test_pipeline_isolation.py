@@ -136,8 +136,8 @@ def test_an_infinite_feature_never_reaches_the_model(
     real = update_account
     poisoned: list[str] = []
 
-    def update(state: Any, tx: Transaction, cp_risk: Any = None) -> Any:
-        features, state = real(state, tx, cp_risk)
+    def update(state: Any, tx: Transaction, cp_risk: Any = None, pos: Any = None) -> Any:
+        features, state = real(state, tx, cp_risk, pos)
         if tx.tx_id == "inf":
             features[FEATURE_NAMES.index("sum_30d")] = 1e39  # beyond float32
             poisoned.append(tx.tx_id)
