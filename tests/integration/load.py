@@ -167,11 +167,13 @@ class Produced:
 
 
 class LoadGenerator:
-    """Offer ``rate`` messages a second for ``duration_s`` to ``topic`` from a thread.
+    """Offer ``rate`` messages a second to ``topic`` from a thread, for ``max_duration_s``.
 
     Pacing is by wall clock: every tick sends what is due, so the offered rate holds whatever
-    the worker does. The generator stops by itself once the plan is sent (or on
-    :meth:`stop`); :attr:`produced` then holds exactly what the broker acknowledged.
+    the worker does. Worker restarts take a machine-dependent time, so a test ends the load
+    a little after its last fault (:meth:`finish`) instead of guessing a duration; the
+    generator stops by itself at ``max_duration_s`` in any case. :attr:`produced` then holds
+    exactly what the broker acknowledged (a prefix of the plan).
     """
 
     def __init__(
@@ -179,7 +181,7 @@ class LoadGenerator:
         bootstrap: str,
         topic: str,
         rate: float = 800.0,
-        duration_s: float = 30.0,
+        max_duration_s: float = 30.0,
         n_accounts: int = 400,
         seed: int = 23,
     ) -> None:
@@ -188,23 +190,30 @@ class LoadGenerator:
         self.bootstrap = bootstrap
         self.topic = topic
         self.rate = rate
-        self.plan = build_plan(int(rate * duration_s), n_accounts, seed)
+        self.plan = build_plan(int(rate * max_duration_s), n_accounts, seed)
         self.produced = Produced()
         self.sent = 0  # handed to the producer so far (read by the test thread)
         self.error: BaseException | None = None
         self.started_s = 0.0
         self.finished_s = 0.0
+        self._end_at = float("inf")  # monotonic time to stop at (set by finish())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="load", daemon=True)
 
     @property
     def running(self) -> bool:
         """Tell whether messages are still being offered."""
-        return self._thread.is_alive() and self.sent < len(self.plan)
+        return (
+            self._thread.is_alive()
+            and self.sent < len(self.plan)
+            and time.monotonic() < self._end_at
+        )
 
     @property
     def offered_rate(self) -> float:
         """Return the messages per second actually offered (after the run)."""
+        if not self.started_s:
+            return 0.0
         span = (self.finished_s or time.monotonic()) - self.started_s
         return self.sent / span if span > 0 else 0.0
 
@@ -213,13 +222,18 @@ class LoadGenerator:
         self._thread.start()
         return self
 
+    def finish(self, after_s: float) -> None:
+        """Stop offering ``after_s`` seconds from now (the run's last fault is behind it)."""
+        self._end_at = min(self._end_at, time.monotonic() + after_s)
+
     def stop(self) -> None:
-        """Stop early (clean-up after a failed test)."""
+        """Stop now (clean-up after a failed test)."""
         self._stop.set()
-        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
 
     def join(self, timeout_s: float = 300.0) -> Produced:
-        """Wait until the plan is sent and acknowledged; re-raise a producer failure."""
+        """Wait until the load ended and was acknowledged; re-raise a producer failure."""
         self._thread.join(timeout=timeout_s)
         if self._thread.is_alive():
             raise TimeoutError("the load generator did not finish")
@@ -242,6 +256,8 @@ class LoadGenerator:
         try:
             self.started_s = time.monotonic()
             while self.sent < len(plan) and not self._stop.is_set():
+                if time.monotonic() >= self._end_at:
+                    break
                 due = min(len(plan), int((time.monotonic() - self.started_s) * self.rate) + 1)
                 while self.sent < due:
                     record = plan[self.sent]
@@ -323,7 +339,8 @@ class ScoredWatcher:
     def stop(self) -> None:
         """Stop reading."""
         self._stop.set()
-        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
 
     def _run(self) -> None:
         try:

@@ -39,8 +39,10 @@ PARTITIONS = [0, 1, 2, 3]
 ACCOUNTS = 400
 #: Distinct transactions a (re)started worker must score before the next fault hits it.
 PROGRESS = 1000
-#: Seconds of load per scenario (the faults must all hit before it ends).
-LOAD_S = 45.0
+#: Seconds of load a scenario may offer at most (the faults must all hit before it ends).
+LOAD_MAX_S = 90.0
+#: Seconds of load after the last replacement worker resumed.
+TAIL_S = 5.0
 #: How long the worker may take to score everything once the load has ended.
 CATCH_UP_S = 240.0
 #: ... but it has stalled when nothing new was scored for this long.
@@ -120,31 +122,55 @@ class Run:
         self.watcher.start()
         self.load.start()
 
-    def wait_progress(self, sent_share: float, what: str) -> None:
-        """Wait until ``sent_share`` of the load was sent and the worker scored fresh records.
+    def wait_progress(self, at_s: float, what: str) -> None:
+        """Wait until ``at_s`` seconds of load were sent and the worker scored fresh records.
 
-        Faults are spread over the run (a share of the load each) and each one hits a worker
-        that has scored :data:`PROGRESS` records since it started, with load still flowing.
+        Faults are spread over the run and each one hits a worker that has scored
+        :data:`PROGRESS` records since it started, with load still flowing.
         """
         assert self.watcher is not None
         scored = self.watcher.distinct
         deadline = time.monotonic() + 120.0
-        while self.load.sent < sent_share * len(self.load.plan):
+        while self.load.sent < at_s * self.load.rate:
             if time.monotonic() > deadline or not self.load.running:
-                pytest.fail(f"{what}: the load did not reach {sent_share:.0%} of its plan")
+                pytest.fail(f"{what}: the load did not reach {at_s:.0f} s")
             time.sleep(0.1)
         if not self.watcher.wait_for(scored + PROGRESS, timeout_s=120.0):
             pytest.fail(f"{what}: the worker scored {self.watcher.distinct - scored} in 120 s")
-        assert self.load.running, f"{what}: the load ended before the fault; lengthen it"
+        assert self.load.running, f"{what}: the load ended before the fault; raise LOAD_MAX_S"
 
-    def end(self) -> Produced:
-        """Wait for the load to end and the worker to score everything valid it produced."""
-        produced = self.load.join()
-        assert self.watcher is not None
-        wanted = {r.tx_id for r in produced.valid}
-        self.watcher.wait_for(len(wanted), timeout_s=CATCH_UP_S, stalled_s=STALLED_S)
-        self.watcher.stop()
+    def end(self, fig: Figures) -> Produced:
+        """End the load after the last fault; wait until the worker scored all it produced.
+
+        The last replacement worker first scores fresh records under load (if it stalls,
+        the checks after the run count what it lost); the load then goes on for
+        :data:`TAIL_S` more seconds.
+        """
+        try:
+            assert self.watcher is not None
+            progress = self.watcher.distinct + PROGRESS
+            self.watcher.wait_for(progress, timeout_s=CATCH_UP_S, stalled_s=STALLED_S)
+            self.load.finish(TAIL_S)
+            produced = self.load.join()
+            wanted = {r.tx_id for r in produced.valid}
+            self.watcher.wait_for(len(wanted), timeout_s=CATCH_UP_S, stalled_s=STALLED_S)
+        finally:
+            self.stop(fig)
+        assert fig.accounts > ACCOUNTS
+        for fault in fig.faults:  # each fault hit a worker that had scored some, not all
+            assert fault.scored_before < self.watcher.distinct, fault.kind
         return produced
+
+    def stop(self, fig: Figures) -> None:
+        """Stop the load and the watcher (also after a failed step) and note the figures."""
+        self.load.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
+        produced = self.load.produced
+        fig.transactions = len(produced.valid) or self.load.sent
+        fig.malformed = len(produced.malformed)
+        fig.accounts = len(produced.ids_by_account())
+        fig.offered_rate = self.load.offered_rate
 
 
 def _fault_checked(run: Run, kind: str) -> FaultRecord:
@@ -275,14 +301,14 @@ def _scored_by(worker: WorkerProcess) -> float:
 
 
 KILL_PLANS: dict[str, list[tuple[str, signal.Signals, bool, float]]] = {
-    # (what, signal, wipe the data dir before the restart, share of the load sent before it)
+    # (what, signal, wipe the data dir before the restart, seconds of load before it)
     "kill-then-wiped-kill": [
-        ("kill -9", signal.SIGKILL, False, 0.25),
-        ("kill -9, wiped data dir", signal.SIGKILL, True, 0.6),
+        ("kill -9", signal.SIGKILL, False, 11.0),
+        ("kill -9, wiped data dir", signal.SIGKILL, True, 27.0),
     ],
     "sigterm-then-kill": [
-        ("SIGTERM", signal.SIGTERM, False, 0.25),
-        ("kill -9", signal.SIGKILL, False, 0.6),
+        ("SIGTERM", signal.SIGTERM, False, 11.0),
+        ("kill -9", signal.SIGKILL, False, 27.0),
     ],
 }
 
@@ -300,19 +326,18 @@ def test_restarts_under_load_lose_nothing_and_count_nothing_twice(
     figures.append(fig)
     env = worker_env
     data_dir = Path(env["VIGIL_DATA_DIR"])
-    load = LoadGenerator(
-        broker.bootstrap,
-        env["VIGIL_TOPIC_TRANSACTIONS"],
-        RATE,
-        duration_s=35.0,
-        n_accounts=ACCOUNTS,
+    run = Run(
+        broker,
+        env,
+        LoadGenerator(
+            broker.bootstrap, env["VIGIL_TOPIC_TRANSACTIONS"], RATE, LOAD_MAX_S, ACCOUNTS
+        ),
     )
-    run = Run(broker, env, load)
     worker = start_worker(env, "worker-0")
     try:
         run.begin()
-        for i, (kind, sig, wipe, share) in enumerate(KILL_PLANS[plan], start=1):
-            run.wait_progress(share, kind)
+        for i, (kind, sig, wipe, at_s) in enumerate(KILL_PLANS[plan], start=1):
+            run.wait_progress(at_s, kind)
             fault = _fault_checked(run, kind)
             fig.faults.append(fault)
             signalled = time.time()
@@ -327,20 +352,10 @@ def test_restarts_under_load_lose_nothing_and_count_nothing_twice(
             worker = start_worker(env, f"worker-{i}")
             fault.ready_s = time.time() - signalled
             _resume_after(run, fault, signalled, gone)
-        produced = run.end()
-    finally:
-        load.stop()
-        if run.watcher is not None:
-            run.watcher.stop()
-    fig.transactions = len(produced.valid)
-    fig.malformed = len(produced.malformed)
-    fig.accounts = len(produced.ids_by_account())
-    fig.offered_rate = load.offered_rate
-    assert fig.accounts >= ACCOUNTS * 0.95
-    assert run.watcher is not None
-    for fault in fig.faults:  # each fault hit a worker that had scored some but not all
-        assert fault.scored_before < run.watcher.distinct
-
+    except BaseException:
+        run.stop(fig)
+        raise
+    produced = run.end(fig)
     _check_outputs(run, produced, fig)
     assert worker.stop() == 0
     live = read_accounts(data_dir)
@@ -358,19 +373,18 @@ def test_worker_joins_and_another_leaves_mid_stream(
     fig = Figures("join-then-leave")
     figures.append(fig)
     env = worker_env
-    load = LoadGenerator(
-        broker.bootstrap,
-        env["VIGIL_TOPIC_TRANSACTIONS"],
-        RATE,
-        duration_s=35.0,
-        n_accounts=ACCOUNTS,
+    run = Run(
+        broker,
+        env,
+        LoadGenerator(
+            broker.bootstrap, env["VIGIL_TOPIC_TRANSACTIONS"], RATE, LOAD_MAX_S, ACCOUNTS
+        ),
     )
-    run = Run(broker, env, load)
     first = start_worker(env, "first")
     try:
         run.begin()
         assert run.watcher is not None
-        run.wait_progress(0.2, "join")
+        run.wait_progress(9.0, "join")
         join = _fault_checked(run, "second worker joins")
         fig.faults.append(join)
         second_env = dict(
@@ -387,7 +401,7 @@ def test_worker_joins_and_another_leaves_mid_stream(
         assert _scored_by(second) > 0, "the second worker never got a partition"
         join.resume_s = time.time() - joined  # polled: the joiner's first own scored record
 
-        run.wait_progress(0.55, "leave")
+        run.wait_progress(25.0, "leave")
         leave = _fault_checked(run, "first worker leaves (SIGTERM)")
         fig.faults.append(leave)
         signalled = time.time()
@@ -395,18 +409,10 @@ def test_worker_joins_and_another_leaves_mid_stream(
         gone = time.time()
         assert leave.exit_code == 0, "the first worker did not leave cleanly"
         _resume_after(run, leave, signalled, gone)
-        produced = run.end()
-    finally:
-        load.stop()
-        if run.watcher is not None:
-            run.watcher.stop()
-    fig.transactions = len(produced.valid)
-    fig.malformed = len(produced.malformed)
-    fig.accounts = len(produced.ids_by_account())
-    fig.offered_rate = load.offered_rate
-    for fault in fig.faults:
-        assert fault.scored_before < run.watcher.distinct
-
+    except BaseException:
+        run.stop(fig)
+        raise
+    produced = run.end(fig)
     _check_outputs(run, produced, fig)
     expected = replay_states(produced.records, env)
     want = {a: _view(a, s) for a, s in expected.items()}
