@@ -158,7 +158,7 @@ class Run:
             self.stop(fig)
         assert fig.accounts > ACCOUNTS
         for fault in fig.faults:  # each fault hit a worker that had scored some, not all
-            assert fault.scored_before < self.watcher.distinct, fault.kind
+            assert fault.scored_before < fig.transactions, f"{fault.kind}: after the load"
         return produced
 
     def stop(self, fig: Figures) -> None:
