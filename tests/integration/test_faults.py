@@ -59,7 +59,7 @@ class FaultRecord:
     scored_before: int  # distinct tx ids in the scored topic at the signal
     sent_before: int  # messages the load had sent at the signal
     exit_code: int | None = None
-    ready_s: float | None = None  # signal -> replacement worker ready
+    ready_s: float | None = None  # signal (or join) -> the new worker ready
     resume_s: float | None = None  # signal -> first record scored after the old one was gone
 
 
@@ -91,7 +91,7 @@ class Figures:
             resume = f"{f.resume_s:.1f} s" if f.resume_s is not None else "never"
             out.append(
                 f"  {f.kind}: at {f.scored_before} scored / {f.sent_before} sent, "
-                f"exit {f.exit_code}, replacement ready after {ready}, "
+                f"exit {f.exit_code}, new worker ready after {ready}, "
                 f"scoring resumed after {resume}"
             )
         return out
