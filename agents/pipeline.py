@@ -23,6 +23,7 @@ from models.aml.stage import AccountAmlBatch
 from models.counterparty_risk import CounterpartyRisk
 from models.features import N_FEATURES, AccountState, update_account
 from models.records import alert_record, challenger_record, dumps, scored_record
+from models.redelivery import InputPosition
 from models.tiers import tier_for_score
 from models.transaction import Transaction, ValidationError, parse_transaction
 from monitoring.metrics import VigilMetrics, observe_many
@@ -63,6 +64,14 @@ class RiskSource(Protocol):
 
     def get(self, counterparty_id: str, partition: int | None = None) -> CounterpartyRisk | None:
         """``partition`` is the key's murmur2 partition (where the table holds it)."""
+
+
+#: The log end (high watermark) of an input partition as the consumer last saw it, if known.
+EndOffsets = Callable[[str, int], int | None]
+
+
+def _unknown_end(topic: str, partition: int) -> int | None:
+    return None
 
 
 class _NoRisk:
@@ -118,8 +127,11 @@ class TransactionPipeline:
         clock: Callable[[], float] = time.time,
         risk: RiskSource | None = None,
         aml: AmlRuntime | None = None,
+        end_offset: EndOffsets = _unknown_end,
     ) -> None:
         self.settings = settings
+        #: Tells a stale input-offset mark from a redelivery (models.redelivery).
+        self.end_offset = end_offset
         #: AML rules and lists (issue 4), re-read on change by a timer in agents/counterparties.
         self.aml = aml if aml is not None else AmlRuntime.from_settings(settings)
         self.models = models
@@ -205,8 +217,13 @@ class TransactionPipeline:
         aml = AccountAmlBatch(
             self.aml.snapshot, int(self.clock() * 1000), self.settings.topic_by_counterparty
         )
+        ends: dict[tuple[str, int], int | None] = {}
         for msg, tx, key in valid:
             slot = (msg.partition, key)
+            source = (msg.topic, msg.partition)
+            if source not in ends:
+                ends[source] = self.end_offset(msg.topic, msg.partition)
+            pos = InputPosition(msg.topic, msg.offset, ends[source])
             state = states.get(slot)
             if state is None:
                 raw = self.store.get(msg.partition, key)
@@ -221,7 +238,7 @@ class TransactionPipeline:
                 else:
                     cp_part = self._home_partition(cp.encode())
                     cp_risk = risks[cp] = self.risk.get(cp, cp_part)
-            features, state = update_account(state, tx, cp_risk)
+            features, state = update_account(state, tx, cp_risk, pos)
             aml.evaluate(state, tx, features, replay=state.n == before)
             # Replays are written back too: after a crash the local database may be ahead of
             # the changelog (written before the outputs were acknowledged), and only a new

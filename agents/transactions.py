@@ -8,6 +8,8 @@ import logging
 import os
 from typing import Any
 
+from faust.types import TP
+
 from agents.counterparties import aml_runtime
 from agents.output import BatchSender
 from agents.pipeline import TransactionPipeline, exit_now
@@ -48,6 +50,7 @@ async def _start_pipeline() -> TransactionPipeline:
         app.metrics,
         risk=CounterpartyRiskStore(counterparty_risk_table),
         aml=aml_runtime(),
+        end_offset=_input_end_offset,
     )
     global _sender
     _sender = sender
@@ -57,6 +60,12 @@ async def _start_pipeline() -> TransactionPipeline:
     gc.collect()
     gc.freeze()
     return pipeline
+
+
+def _input_end_offset(topic: str, partition: int) -> int | None:
+    """Return an input partition's high watermark from the consumer's last fetch."""
+    end = app.consumer.highwater(TP(topic, partition))
+    return None if end is None else int(end)
 
 
 def check_partition_counts(sender: BatchSender, topics: list[str]) -> None:

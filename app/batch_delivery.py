@@ -149,7 +149,20 @@ class BatchRoute:
         if not queue.full():
             queue.put_nowait(batch)
             return True
-        result = await consumer.wait_first(queue.put(batch), consumer.suspend_flow.wait())
+        put = asyncio.ensure_future(queue.put(batch))
+        try:
+            result = await consumer.wait_first(put, consumer.suspend_flow.wait())
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if put.cancelled() and task is not None and not task.cancelling():
+                # Faust clears the channel's queue when the flow resumes after a rebalance
+                # (mode's ThrowableQueue.clear cancels waiting putters): the batch was
+                # dropped, not this loop. Letting the CancelledError out ended the drain
+                # loop, and Faust restarts its fetcher only while still rebalancing, so
+                # a worker that resumed with a full queue (a backlog after a restart or a
+                # rebalance) said "Ready" and never fetched again.
+                return False
+            raise
         return bool(result.done) and not result.stopped and consumer.flow_active
 
     async def more(self, batch: RecordBatch, linger_s: float = 0.0) -> RecordBatch:

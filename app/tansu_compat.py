@@ -5,9 +5,15 @@ fixtures). Apache Kafka deployments never take these paths.
 
 Quirks handled:
 
-* ListOffsets LATEST under-reports the log end while the Fetch high watermark is right, so
-  Faust table recovery stops early (stale state) or raises ConsistencyError. The end offsets
-  Faust asks for are corrected with the high watermark of a real fetch.
+* ListOffsets LATEST answers the *base offset of the last record batch* + 1, not the log end
+  (batches of 5, 7 and 10 records: 13 instead of 22), while the Fetch high watermark is right.
+  A table's persisted offset is the last offset of its last acknowledged changelog batch
+  (base + count - 1), so recovery saw it above the uncorrected "highwater" (listed - 1) by
+  exactly count - 1 records of the last batch (the issue's 1716 > 1715 and 515 > 509) and
+  raised ConsistencyError, or stopped early with stale state. The end offsets Faust asks for
+  are corrected with the high watermark of a real fetch, for every partition: the probe
+  waits until each one has answered, and raises :class:`EndOffsetsUnavailableError` rather than
+  return an under-reported end (it used to give up after 2 s and keep the listed value).
 * Every partition in every Fetch costs tansu about 50-90 us even when it has nothing new
   (no fetch sessions; each partition's offsets are looked up several times), and a fetch
   always takes its full ``max_wait``. A worker polls ~25 partitions every
@@ -45,30 +51,74 @@ def _new_probe(bootstrap: Any) -> Any:
     )
 
 
-async def _poll_marks(probe: Any, tps: list[Any], ktps: list[Any]) -> dict[Any, int]:
+#: How long a probe may wait for every partition's high watermark (a table recovery waits on
+#: it; a busy broker answers slowly, but an under-reported end is never returned instead).
+PROBE_TIMEOUT_S = 60.0
+#: Wait of one poll of the probe (the fetch it starts carries on across polls).
+PROBE_POLL_MS = 100
+
+
+class EndOffsetsUnavailableError(RuntimeError):
+    """The embedded broker did not report some partitions' high watermark in time."""
+
+
+async def _poll_marks(
+    probe: Any,
+    tps: list[Any],
+    ktps: list[Any],
+    timeout_s: float | None = None,
+    complete: bool = True,
+) -> dict[Any, int]:
+    """Poll ``probe`` until every partition has reported its high watermark.
+
+    ``timeout_s`` None gives :data:`PROBE_TIMEOUT_S`. A partition still silent then raises
+    :class:`EndOffsetsUnavailableError`, unless ``complete`` is False (a rate sample may miss one).
+    """
+    limit_s = PROBE_TIMEOUT_S if timeout_s is None else timeout_s
+    deadline = time.monotonic() + limit_s
     marks: dict[Any, int] = {}
-    for _ in range(20):
-        await probe.getmany(*ktps, timeout_ms=100)
+    while True:
+        await probe.getmany(*ktps, timeout_ms=PROBE_POLL_MS)
         for tp, ktp in zip(tps, ktps, strict=True):
             hw = probe.highwater(ktp)
             if hw is not None:
                 marks[tp] = int(hw)
         if len(marks) == len(tps):
-            break
-    return marks
+            return marks
+        if time.monotonic() >= deadline:
+            if not complete:
+                return marks
+            missing = sorted(str(tp) for tp in tps if tp not in marks)
+            raise EndOffsetsUnavailableError(
+                f"no high watermark from the embedded broker within {limit_s:.0f}s for {missing}"
+            )
 
 
-async def fetch_high_watermarks(client_consumer: Any, tps: list[Any]) -> dict[Any, int]:
-    """Return each partition's high watermark as reported by a real Fetch response."""
+def _seek_below_listed(
+    probe: Any, tps: list[Any], ktps: list[Any], offsets: Mapping[Any, int]
+) -> None:
+    """Seek each partition to its last listed batch: the fetch is one batch, not the log."""
+    for tp, ktp in zip(tps, ktps, strict=True):
+        probe.seek(ktp, max(0, (offsets[tp] or 0) - 1))
+
+
+async def fetch_high_watermarks(
+    client_consumer: Any, offsets: Mapping[Any, int], timeout_s: float | None = None
+) -> dict[Any, int]:
+    """Return each partition's high watermark as reported by a real Fetch response.
+
+    ``offsets`` are the listed (under-reported) ends; the fetch starts just below them.
+    """
     import aiokafka
 
+    tps = list(offsets)
     probe = _new_probe(client_consumer._client._bootstrap_servers)
     try:
         await probe.start()
         ktps = [aiokafka.TopicPartition(tp.topic, tp.partition) for tp in tps]
         probe.assign(ktps)
-        await probe.seek_to_beginning(*ktps)
-        return await _poll_marks(probe, tps, ktps)
+        _seek_below_listed(probe, tps, ktps, offsets)
+        return await _poll_marks(probe, tps, ktps, timeout_s)
     finally:
         # Shielded: a worker shutting down cancels its callers, and a half-stopped probe
         # would leak its connections ("Unclosed AIOKafkaConsumer").
@@ -90,7 +140,12 @@ async def corrected_end_offsets(client_consumer: Any, offsets: Mapping[Any, int]
     tps = list(offsets)
     if not tps:
         return dict(offsets)
-    return _raise_to(offsets, await fetch_high_watermarks(client_consumer, tps))
+    return _raise_to(offsets, await fetch_high_watermarks(client_consumer, offsets))
+
+
+#: How long a rate sample (:class:`HighWatermarkProbe`) waits; what is missing then keeps
+#: its listed end (a sample, not a recovery: never worth stalling the web feed for).
+SAMPLE_TIMEOUT_S = 2.0
 
 
 class HighWatermarkProbe:
@@ -122,10 +177,10 @@ class HighWatermarkProbe:
         if set(ktps) != probe.assignment():
             probe.assign(ktps)
         probe.resume(*ktps)
-        for tp, ktp in zip(tps, ktps, strict=True):
-            probe.seek(ktp, max(0, (offsets[tp] or 0) - 1))
+        _seek_below_listed(probe, tps, ktps, offsets)
         try:
-            return _raise_to(offsets, await _poll_marks(probe, tps, ktps))
+            marks = await _poll_marks(probe, tps, ktps, SAMPLE_TIMEOUT_S, complete=False)
+            return _raise_to(offsets, marks)
         finally:
             # Between calls the probe must not fetch: an assigned consumer prefetches for
             # ever, here a record at a time through the whole topic.

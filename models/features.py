@@ -33,9 +33,12 @@ from typing import Any
 import orjson
 
 from models.counterparty_risk import RISK_FEATURE_NAMES, CounterpartyRisk, risk_features
+from models.redelivery import InputPosition, advance, already_applied
 from models.transaction import Transaction
 
-STATE_FORMAT = 3
+STATE_FORMAT = 4
+#: Format 3 had no input offsets; such a state reads with none (tx ids guard it meanwhile).
+PREVIOUS_STATE_FORMAT = 3
 
 BUCKET_5M_MS = 300_000
 BUCKET_1H_MS = 3_600_000
@@ -114,6 +117,8 @@ class AccountState:
     #: State of the AML rules (owned and bounded by ``models.aml``), stored with the rest so
     #: one table write per transaction still holds everything about the account.
     aml: list[Any] = field(default_factory=list)
+    #: Offset of the last transaction applied, per input topic (``models.redelivery``).
+    offsets: dict[str, int] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         """Serialize to the table's value format (compact JSON array)."""
@@ -133,6 +138,7 @@ class AccountState:
                 self.devices,
                 self.home_country,
                 self.aml,
+                self.offsets,
             ]
         )
 
@@ -140,6 +146,8 @@ class AccountState:
     def from_bytes(cls, data: bytes) -> AccountState:
         """Deserialize a table value written by :meth:`to_bytes`."""
         v = orjson.loads(data)
+        if v[0] == PREVIOUS_STATE_FORMAT:
+            return cls(*v[1:])
         if v[0] != STATE_FORMAT:
             raise ValueError(f"account state format {v[0]} is not {STATE_FORMAT}")
         return cls(*v[1:])
@@ -195,23 +203,27 @@ def _add(buckets: list[list[float]], idx: int, amount: float, slots: int) -> Non
         del buckets[0]
 
 
-def is_replay(state: AccountState, tx: Transaction) -> bool:
-    """Tell whether ``tx`` was applied to ``state`` already."""
-    return tx.id_hash in state.seen
+def is_replay(state: AccountState, tx: Transaction, pos: InputPosition | None = None) -> bool:
+    """Tell whether ``tx`` (read at ``pos``, if from a topic) was applied to ``state`` already."""
+    return already_applied(state.offsets, state.seen, tx.id_hash, pos)
 
 
 def update_account(
-    state: AccountState | None, tx: Transaction, cp_risk: CounterpartyRisk | None = None
+    state: AccountState | None,
+    tx: Transaction,
+    cp_risk: CounterpartyRisk | None = None,
+    pos: InputPosition | None = None,
 ) -> tuple[list[float], AccountState]:
     """Compute the features of ``tx`` and return them with the state that includes it.
 
     ``cp_risk`` is the risk state of the transaction's counterparty (labels that arrived so
     far, see :mod:`models.counterparty_risk`); it is read, never changed.
 
-    The input state is updated in place and returned. Replays are recognised by ``tx_id``
-    only, not by source offset: offsets restart when a topic is recreated (the embedded
-    broker loses them on every stop), and a stale offset watermark would then treat every
-    new transaction as a replay.
+    ``pos`` is where the stream read ``tx`` (offline replays pass none). The input state is
+    updated in place and returned. A transaction the state has applied already (its input
+    offset at or below the account's mark for that topic, or its ``tx_id`` among the last
+    :data:`SEEN_TX`) is scored but not counted again; :mod:`models.redelivery` says why both,
+    and how a mark left by a recreated topic (offsets restart) is told apart.
     """
     st = state if state is not None else AccountState()
     ts = tx.ts_ms
@@ -302,7 +314,7 @@ def update_account(
     ]
 
     h = tx.id_hash
-    if h in st.seen:
+    if already_applied(st.offsets, st.seen, h, pos):
         return features, st
 
     # Apply: Welford running mean/variance, buckets, counterparties, replay guards.
@@ -341,6 +353,8 @@ def update_account(
     st.seen.append(h)
     if len(st.seen) > SEEN_TX:
         del st.seen[0]
+    if pos is not None:
+        advance(st.offsets, pos)
     return features, st
 
 

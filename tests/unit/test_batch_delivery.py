@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from faust.types import TP
+from mode import Service
+from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from app.batch_delivery import BatchRoute, BatchRoutes, RecordBatch, split_batches
 
@@ -207,3 +209,53 @@ async def test_serve_processes_current_batches_acks_them_and_never_acks_a_failed
     assert [str(e) for e in errors] == ["broken broker"]
     assert done.acked and not stale.acked and not failing.acked
     assert app.consumer._acked == {A0: [0, 1]}
+
+
+class DeliveryConsumer(Service):  # type: ignore[misc]
+    """The parts of Faust's consumer that :meth:`BatchRoute.deliver` uses (a mode Service)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flow_active = True
+        self.suspend_flow = asyncio.Event()
+
+
+def _full_route() -> tuple[BatchRoute, FlowControlEvent, ThrowableQueue[Any]]:
+    """A route whose channel queue (Faust's kind, cleared on resume) is full."""
+    flow = FlowControlEvent(initially_suspended=False)
+    queue: ThrowableQueue[Any] = ThrowableQueue(maxsize=1, flow_control=flow, clear_on_resume=True)
+    queue.put_nowait(RecordBatch(recs(A0, 0), {A0: [0]}))
+    route = _route(FakeApp({"tx"}))
+    route.channel = SimpleNamespace(_subscribers=[SimpleNamespace(queue=queue)])
+    return route, flow, queue
+
+
+async def _waiting_putter(queue: ThrowableQueue[Any]) -> None:
+    while not queue._putters:  # type: ignore[attr-defined]
+        await asyncio.sleep(0)
+
+
+async def test_a_queue_cleared_when_the_flow_resumes_drops_the_batch_but_not_the_drain_loop() -> (
+    None
+):
+    # The flow resumes at the end of every rebalance, and Faust's queue clears then, which
+    # cancels a delivery waiting for room. That must read as "not delivered" (the records
+    # come again from the committed offset), not end the drain loop with CancelledError.
+    route, flow, queue = _full_route()
+    batch = RecordBatch(recs(A0, 1), {A0: [1]})
+    delivery = asyncio.create_task(route.deliver(DeliveryConsumer(), batch))
+    await _waiting_putter(queue)
+    flow.resume()
+    assert await delivery is False
+    assert queue.empty()  # neither the queued batch nor this one will be processed
+
+
+async def test_cancelling_the_drain_loop_itself_still_cancels_its_delivery() -> None:
+    route, _, queue = _full_route()
+    delivery = asyncio.create_task(
+        route.deliver(DeliveryConsumer(), RecordBatch(recs(A0, 1), {A0: [1]}))
+    )
+    await _waiting_putter(queue)
+    delivery.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await delivery
