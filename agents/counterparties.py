@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from faust.types import TP
 
 from agents.output import BatchSender
 from agents.pipeline import InMessage, exit_now
@@ -30,6 +31,7 @@ from app import app
 from models.aml.forward import Forwarded, fanin_alert, parse_forward
 from models.aml.runtime import AmlRuntime
 from models.records import dumps
+from models.redelivery import InputPosition
 from models.tiers import escalate
 from models.transaction import ValidationError
 from monitoring.metrics import VigilMetrics
@@ -40,6 +42,17 @@ log = logging.getLogger(__name__)
 settings = app.settings
 
 Explainer = Callable[[Forwarded], list[dict[str, Any]]]
+EndOffsets = Callable[[str, int], int | None]
+
+
+def input_end_offset(topic: str, partition: int) -> int | None:
+    """Return an input partition's high watermark from the consumer's last fetch."""
+    end = app.consumer.highwater(TP(topic, partition))
+    return None if end is None else int(end)
+
+
+def _unknown_end(topic: str, partition: int) -> int | None:
+    return None
 
 
 def aml_runtime() -> AmlRuntime:
@@ -75,7 +88,10 @@ class FanInPipeline:
         alert_topics: dict[str, str],
         explain: Explainer,
         clock: Callable[[], float] = time.time,
+        end_offset: EndOffsets = _unknown_end,
     ) -> None:
+        #: Tells a stale input-offset mark from a redelivery (models.redelivery).
+        self.end_offset = end_offset
         self.runtime = runtime
         self.store = store
         self.sender = sender
@@ -107,8 +123,9 @@ class FanInPipeline:
             if state is None:
                 raw = self.store.get(msg.partition, msg.key)
                 state = load_state(raw)
-            replay = fanin.is_replay(state, tx)
-            hits, state = fanin.evaluate(state, tx, replay)
+            pos = InputPosition(msg.topic, msg.offset, self.end_offset(msg.topic, msg.partition))
+            replay = fanin.is_replay(state, tx, pos)
+            hits, state = fanin.evaluate(state, tx, replay, pos)
             states[slot] = state
             dirty.add(slot)  # replays too: the changelog may be behind the local database
             if hits and fwd.alerts:
@@ -156,7 +173,13 @@ async def _start() -> FanInPipeline:
     store = AccountStore(counterparty_aml_table)
     await sender.prepare([*settings.alert_topics().values(), store.changelog_topic])
     return FanInPipeline(
-        runtime, store, sender, app.metrics, settings.alert_topics(), explain_with_served_model
+        runtime,
+        store,
+        sender,
+        app.metrics,
+        settings.alert_topics(),
+        explain_with_served_model,
+        end_offset=input_end_offset,
     )
 
 

@@ -8,9 +8,7 @@ import logging
 import os
 from typing import Any
 
-from faust.types import TP
-
-from agents.counterparties import aml_runtime
+from agents.counterparties import aml_runtime, input_end_offset
 from agents.output import BatchSender
 from agents.pipeline import TransactionPipeline, exit_now
 from agents.served_model import ModelWatcher
@@ -50,7 +48,7 @@ async def _start_pipeline() -> TransactionPipeline:
         app.metrics,
         risk=CounterpartyRiskStore(counterparty_risk_table),
         aml=aml_runtime(),
-        end_offset=_input_end_offset,
+        end_offset=input_end_offset,
     )
     global _sender
     _sender = sender
@@ -60,12 +58,6 @@ async def _start_pipeline() -> TransactionPipeline:
     gc.collect()
     gc.freeze()
     return pipeline
-
-
-def _input_end_offset(topic: str, partition: int) -> int | None:
-    """Return an input partition's high watermark from the consumer's last fetch."""
-    end = app.consumer.highwater(TP(topic, partition))
-    return None if end is None else int(end)
 
 
 def check_partition_counts(sender: BatchSender, topics: list[str]) -> None:

@@ -160,7 +160,11 @@ class BatchRoute:
                 # dropped, not this loop. Letting the CancelledError out ended the drain
                 # loop, and Faust restarts its fetcher only while still rebalancing, so
                 # a worker that resumed with a full queue (a backlog after a restart or a
-                # rebalance) said "Ready" and never fetched again.
+                # rebalance) said "Ready" and never fetched again. The cleared batches
+                # (this one and those queued) must come again: the fetch position is past
+                # them, and the next record would read as a broker gap. So seek back to the
+                # committed offsets, as Faust does before it resumes the flow.
+                await consumer.perform_seek()
                 return False
             raise
         return bool(result.done) and not result.stopped and consumer.flow_active
@@ -341,10 +345,12 @@ async def drain(consumer: Any, fetcher: Any, routes: BatchRoutes) -> None:
                 fresh.append((tp, kept))
         for batch in split_batches(fresh, route.max_records, app.consumer_generation_id):
             await maybe_commit()
+            before = {tp: read_offset[tp] for tp in batch.offsets}
             if not await route.deliver(consumer, batch):
                 return False
             for tp, offsets in batch.offsets.items():
-                read_offset[tp] = offsets[-1]
+                if read_offset[tp] == before[tp]:  # else a seek moved it while we waited
+                    read_offset[tp] = offsets[-1]
         return True
 
     def current(generation_id: int) -> bool:

@@ -4,8 +4,10 @@
 the velocity state in the same table value, as the JSON list
 ``[AML_FORMAT, last_tx_hash, last_gap_s, {"rule_id@width": buckets}]``. **Counterparty rules**
 (:class:`FanInEngine`) keep theirs per counterparty as
-``[CP_FORMAT, [recent tx hashes], {key: [[sender_crc, last_ts_ms], ...]}, {key: buckets}]``,
-where ``key`` is ``"<rule_id>@<bucket width>"`` (a reload that changes the width restarts it).
+``[CP_FORMAT, [recent tx hashes], {key: [[sender_crc, last_ts_ms], ...]}, {key: buckets},
+{input topic: last applied offset}]``, where ``key`` is ``"<rule_id>@<bucket width>"`` (a
+reload that changes the width restarts it); states written before the offsets have four items.
+Replays are recognised by input offset, then by id (:mod:`models.redelivery`).
 
 Bounded: a rule's buckets are ``[index, value...]`` lists, hourly for windows up to 72 h and
 daily beyond, and buckets that leave the window are dropped; fan-in keeps at most
@@ -32,6 +34,7 @@ from typing import Any
 
 from models.aml.rulebook import Rule, Rulebook, RuleHit, fmt_window
 from models.features import FEATURE_NAMES
+from models.redelivery import InputPosition, advance, already_applied
 from models.transaction import Transaction
 
 AML_FORMAT = 1
@@ -375,12 +378,21 @@ class FanInEngine:
         types = self.forward_types
         return types is None or (tx.type is not None and tx.type in types)
 
-    def is_replay(self, cp_state: list[Any], tx: Transaction) -> bool:
-        """Tell whether ``cp_state`` already holds ``tx``."""
-        return bool(cp_state) and tx.id_hash in cp_state[1]
+    def is_replay(
+        self, cp_state: list[Any], tx: Transaction, pos: InputPosition | None = None
+    ) -> bool:
+        """Tell whether ``cp_state`` already holds ``tx`` (read at ``pos``, if from a topic)."""
+        if not cp_state:
+            return False
+        marks: dict[str, int] = cp_state[4] if len(cp_state) > 4 else {}
+        return already_applied(marks, cp_state[1], tx.id_hash, pos)
 
     def evaluate(
-        self, cp_state: list[Any], tx: Transaction, replay: bool | None = None
+        self,
+        cp_state: list[Any],
+        tx: Transaction,
+        replay: bool | None = None,
+        pos: InputPosition | None = None,
     ) -> tuple[list[RuleHit], list[Any]]:
         """Return the fan-in hits of ``tx`` for its counterparty and the state that holds it.
 
@@ -389,17 +401,21 @@ class FanInEngine:
         """
         state: list[Any] = cp_state
         if not (cp_state and cp_state[0] == CP_FORMAT):
-            state = [CP_FORMAT, [], {}, {}]
+            state = [CP_FORMAT, [], {}, {}, {}]
+        elif len(state) < 5:
+            state.append({})
         seen: list[int] = state[1]
         senders_by_rule: dict[str, list[list[int]]] = state[2]
         buckets_by_rule: dict[str, list[list[float]]] = state[3]
         h = tx.id_hash
         if replay is None:
-            replay = h in seen
+            replay = already_applied(state[4], seen, h, pos)
         if not replay:
             seen.append(h)
             if len(seen) > CP_SEEN_TX:
                 del seen[0]
+            if pos is not None:
+                advance(state[4], pos)
         sender = zlib.crc32(tx.account_id.encode())
         ts = tx.ts_ms
         hits: list[RuleHit] = []

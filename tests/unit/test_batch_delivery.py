@@ -218,6 +218,11 @@ class DeliveryConsumer(Service):  # type: ignore[misc]
         super().__init__()
         self.flow_active = True
         self.suspend_flow = asyncio.Event()
+        self.seeks = 0
+
+    async def perform_seek(self) -> None:
+        """Faust's seek of every assigned partition to its committed offset."""
+        self.seeks += 1
 
 
 def _full_route() -> tuple[BatchRoute, FlowControlEvent, ThrowableQueue[Any]]:
@@ -243,19 +248,21 @@ async def test_a_queue_cleared_when_the_flow_resumes_drops_the_batch_but_not_the
     # come again from the committed offset), not end the drain loop with CancelledError.
     route, flow, queue = _full_route()
     batch = RecordBatch(recs(A0, 1), {A0: [1]})
-    delivery = asyncio.create_task(route.deliver(DeliveryConsumer(), batch))
+    consumer = DeliveryConsumer()
+    delivery = asyncio.create_task(route.deliver(consumer, batch))
     await _waiting_putter(queue)
     flow.resume()
     assert await delivery is False
-    assert queue.empty()  # neither the queued batch nor this one will be processed
+    assert queue.empty()  # neither the queued batch nor this one will be processed...
+    assert consumer.seeks == 1  # ...so they are read again from the committed offsets
 
 
 async def test_cancelling_the_drain_loop_itself_still_cancels_its_delivery() -> None:
     route, _, queue = _full_route()
-    delivery = asyncio.create_task(
-        route.deliver(DeliveryConsumer(), RecordBatch(recs(A0, 1), {A0: [1]}))
-    )
+    consumer = DeliveryConsumer()
+    delivery = asyncio.create_task(route.deliver(consumer, RecordBatch(recs(A0, 1), {A0: [1]})))
     await _waiting_putter(queue)
     delivery.cancel()
     with pytest.raises(asyncio.CancelledError):
         await delivery
+    assert consumer.seeks == 0

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
+from models.aml import FanInEngine
+from models.aml.engine import CP_SEEN_TX
 from models.features import SEEN_TX, AccountState, update_account
 from models.redelivery import InputPosition, advance, already_applied, mark_applies
 from models.replay import Replayer
 from models.transaction import Transaction, transaction_from_dict
+from tests.unit.aml_support import only
+from tests.unit.aml_support import tx as aml_tx
 
 BASE_MS = 1_709_542_800_000  # 2024-03-04 09:00 UTC
 TOPIC = "transactions"
@@ -125,3 +130,34 @@ def test_the_offline_replay_is_the_streams_function_without_positions() -> None:
     assert replayer.step(tx(1)).replayed
     streamed = run([(tx(i), None) for i in range(3)])
     assert replayer.accounts["acc"] == streamed
+
+
+def test_the_fan_in_state_counts_a_long_redelivery_once() -> None:
+    fanin = FanInEngine(only("fan_in_mule"))
+    txs = [
+        aml_tx(f"s{i % 3}", BASE_MS + i * 1000, 400, type="TRANSFER", counterparty_id="mule")
+        for i in range(CP_SEEN_TX + 10)
+    ]
+    state: list[Any] = []
+    for i, t in enumerate(txs):
+        _, state = fanin.evaluate(state, t, None, at(i))
+    once = json.dumps(state)
+    for i, t in enumerate(txs):  # redelivered after a crash, all of it
+        assert fanin.is_replay(state, t, at(i))
+        _, state = fanin.evaluate(state, t, fanin.is_replay(state, t, at(i)), at(i))
+    assert json.dumps(state) == once
+    # Without positions (ids only) the payments the memory forgot count again.
+    for t in txs:
+        _, state = fanin.evaluate(state, t)
+    assert json.dumps(state) != once
+
+
+def test_a_fan_in_state_without_marks_reads_as_before() -> None:
+    fanin = FanInEngine(only("fan_in_mule"))
+    t = aml_tx("s1", BASE_MS, 400, type="TRANSFER", counterparty_id="mule")
+    _, state = fanin.evaluate([], t)
+    old = state[:4]  # written before the offsets
+    assert fanin.is_replay(old, t, at(5))
+    assert not fanin.is_replay(old, aml_tx("s2", BASE_MS, 400, counterparty_id="mule"), at(6))
+    _, state = fanin.evaluate(old, aml_tx("s2", BASE_MS, 400, counterparty_id="mule"), None, at(6))
+    assert state[4] == {TOPIC: 6}
