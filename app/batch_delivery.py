@@ -125,6 +125,10 @@ class BatchRoute:
         self.max_records = max_records
         self.channel: Any = app.channel(maxsize=QUEUED_BATCHES)
         self._subscriptions: list[Any] = []
+        #: Set when Faust cleared the channel's queue (at every flow resume): the batches in
+        #: it were dropped unprocessed, and the drain loop must read them again.
+        self.cleared = False
+        self._watched: Any = None
 
     def subscribe(self) -> None:
         """Subscribe the topics through Faust's conductor (the agent calls this at start)."""
@@ -135,8 +139,29 @@ class BatchRoute:
 
     def _queue(self) -> Any | None:
         for subscriber in self.channel._subscribers:
-            return subscriber.queue
+            queue = subscriber.queue
+            if queue is not self._watched:
+                self._watch(queue)
+            return queue
         return None
+
+    def _watch(self, queue: Any) -> None:
+        """Note every clear of ``queue`` (mode's FlowControlEvent clears it on resume)."""
+        self._watched = queue
+        clear = getattr(queue, "clear", None)
+        if clear is None:  # a plain asyncio.Queue is never cleared
+            return
+
+        def cleared() -> None:
+            self.cleared = True
+            clear()
+
+        queue.clear = cleared
+
+    def take_cleared(self) -> bool:
+        """Tell (once) whether the queue was cleared since the last call."""
+        cleared, self.cleared = self.cleared, False
+        return cleared
 
     async def deliver(self, consumer: Any, batch: RecordBatch) -> bool:
         """Queue ``batch`` for the agent; False if the flow was suspended first."""
@@ -160,11 +185,8 @@ class BatchRoute:
                 # dropped, not this loop. Letting the CancelledError out ended the drain
                 # loop, and Faust restarts its fetcher only while still rebalancing, so
                 # a worker that resumed with a full queue (a backlog after a restart or a
-                # rebalance) said "Ready" and never fetched again. The cleared batches
-                # (this one and those queued) must come again: the fetch position is past
-                # them, and the next record would read as a broker gap. So seek back to the
-                # committed offsets, as Faust does before it resumes the flow.
-                await consumer.perform_seek()
+                # rebalance) said "Ready" and never fetched again. The drain loop reads the
+                # cleared batches again (:meth:`take_cleared`).
                 return False
             raise
         return bool(result.done) and not result.stopped and consumer.flow_active
@@ -300,6 +322,10 @@ class BatchRoutes:
     def __bool__(self) -> bool:
         return bool(self._by_topic)
 
+    def take_cleared(self) -> bool:
+        """Tell whether any route's queue was cleared since the last call."""
+        return any([route.take_cleared() for route in set(self._by_topic.values())])
+
 
 async def drain(consumer: Any, fetcher: Any, routes: BatchRoutes) -> None:
     """Faust's ``Consumer._drain_messages`` with routed topics delivered a batch at a time.
@@ -346,7 +372,10 @@ async def drain(consumer: Any, fetcher: Any, routes: BatchRoutes) -> None:
         for batch in split_batches(fresh, route.max_records, app.consumer_generation_id):
             await maybe_commit()
             before = {tp: read_offset[tp] for tp in batch.offsets}
-            if not await route.deliver(consumer, batch):
+            delivered = await route.deliver(consumer, batch)
+            if await reread_cleared():
+                return False
+            if not delivered:
                 return False
             for tp, offsets in batch.offsets.items():
                 if read_offset[tp] == before[tp]:  # else a seek moved it while we waited
@@ -355,6 +384,15 @@ async def drain(consumer: Any, fetcher: Any, routes: BatchRoutes) -> None:
 
     def current(generation_id: int) -> bool:
         return bool(consumer.flow_active) and app.consumer_generation_id == generation_id
+
+    async def reread_cleared() -> bool:
+        # Batches dropped by a queue clear (the flow resumed) were read already: the fetch
+        # position and read offsets are past them. Seek back to the committed offsets, as
+        # Faust does before it resumes the flow, so they come again (replays are idempotent).
+        if not routes.take_cleared():
+            return False
+        await consumer.perform_seek()
+        return True
 
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
@@ -369,7 +407,7 @@ async def drain(consumer: Any, fetcher: Any, routes: BatchRoutes) -> None:
                 except Exception as exc:
                     log.warning("exception performing seek when flow not active: %r", exc)
                 continue
-            if not records:
+            if await reread_cleared() or not records:
                 continue
             generation_id = app.consumer_generation_id
             routed: dict[BatchRoute, list[tuple[TP, list[Any]]]] = {}
