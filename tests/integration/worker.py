@@ -10,7 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
-from app.embedded_broker import EmbeddedBroker, free_port
+from app.embedded_broker import EmbeddedBroker, die_with_parent, free_port
 
 READY_LINE = "[^Worker]: Ready"
 
@@ -63,6 +63,9 @@ class WorkerProcess:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # A test run that is killed takes its workers with it (start from the main
+                # thread: the kernel ties the child to the thread that started it).
+                preexec_fn=die_with_parent(),
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
