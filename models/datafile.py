@@ -16,24 +16,9 @@ from typing import IO, Any
 
 import orjson
 
-from models.transaction import transaction_from_dict
+from models.transaction import TRANSACTION_FIELDS, transaction_from_dict
 
 FORMATS = ("jsonl", "csv")
-TRANSACTION_FIELDS = (
-    "tx_id",
-    "ts",
-    "account_id",
-    "amount",
-    "counterparty_id",
-    "currency",
-    "type",
-    "channel",
-    "country",
-    "device_id",
-    "merchant_category",
-    "balance_before",
-    "balance_after",
-)
 _TRUE = frozenset({"1", "1.0", "true", "yes", "fraud", "y", "t"})
 _FALSE = frozenset({"0", "0.0", "false", "no", "legit", "n", "f"})
 

@@ -34,26 +34,25 @@ MAX_JSON_DEPTH = 64
 #: Integers a message may hold anywhere: what ``orjson.dumps`` can write back (64 bits).
 MIN_JSON_INT = -(2**63)
 MAX_JSON_INT = 2**64 - 1
+#: The Transaction's fields, in schema order (file import reads these columns too).
+TRANSACTION_FIELDS = (
+    "tx_id",
+    "ts",
+    "account_id",
+    "amount",
+    "counterparty_id",
+    "currency",
+    "type",
+    "channel",
+    "country",
+    "device_id",
+    "merchant_category",
+    "balance_before",
+    "balance_after",
+)
 #: Fields of the schema: their own names are dead-letter reasons (a metric label); any other
 #: field is reported as ``other_field`` so a producer cannot mint label values.
-SCHEMA_FIELDS = frozenset(
-    {
-        "payload",
-        "tx_id",
-        "ts",
-        "account_id",
-        "amount",
-        "counterparty_id",
-        "currency",
-        "type",
-        "channel",
-        "country",
-        "device_id",
-        "merchant_category",
-        "balance_before",
-        "balance_after",
-    }
-)
+SCHEMA_FIELDS = frozenset({"payload", *TRANSACTION_FIELDS})
 
 #: Plain decimal strings only: float() would also take "nan", "inf", "1_000" and spaces.
 _DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")

@@ -10,14 +10,13 @@ import orjson
 import pytest
 
 from models.datafile import (
-    TRANSACTION_FIELDS,
     DataFileError,
     detect_format,
     parse_field_map,
     parse_label,
     read_labelled,
 )
-from models.transaction import transaction_from_dict
+from models.transaction import TRANSACTION_FIELDS, transaction_from_dict
 
 TS = 1_709_251_200_000
 
