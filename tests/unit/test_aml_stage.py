@@ -18,26 +18,15 @@ from models.aml.stage import AccountAmlBatch
 from models.features import N_FEATURES, AccountState, update_account
 from monitoring.metrics import VigilMetrics
 from tests.unit.aml_support import DEFAULT_RULES, HOUR, T0, default_rulebook, tx
+from tests.unit.pipeline_support import MemoryStore
 
 TOPICS = {"HIGH": "alerts.high", "MEDIUM": "alerts.medium", "LOW": "alerts.low"}
 
 
-class FakeStore:
+class FakeStore(MemoryStore):
+    """The in-memory account store, under the fan-in stage's changelog name."""
+
     changelog_topic = "cp-changelog"
-
-    def __init__(self) -> None:
-        self.data: dict[tuple[int, bytes], bytes] = {}
-        self.offsets: dict[int, int] = {}
-
-    def get(self, partition: int, key: bytes) -> bytes | None:
-        return self.data.get((partition, key))
-
-    def put_many(self, partition: int, items: Any) -> None:
-        for key, value in items:
-            self.data[(partition, key)] = value
-
-    def set_changelog_offset(self, partition: int, offset: int) -> None:
-        self.offsets[partition] = offset
 
 
 class FakeSender:
