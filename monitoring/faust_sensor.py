@@ -99,6 +99,21 @@ class FaustSensor(PrometheusMonitor):  # type: ignore[misc]
             if len(runtimes) >= MAX_PENDING_RUNTIMES:  # nobody scrapes: do not grow
                 self._observe_runtimes()
 
+    def on_rebalance_end(self, app: Any, state: dict[str, Any]) -> None:
+        """Restart the stall detector's clock of every assigned partition: recovery is over.
+
+        Faust's ``Monitor`` forgets every ``stream_inbound_time`` when a rebalance starts, and
+        its detector measures a partition without one from the consumer thread's start. So
+        after a rebalance and recovery longer than ``stream_processing_timeout`` it reported
+        "Stream has not started processing" for each partition whose first batch was not yet
+        taken (records waiting is normal then). From here the threshold runs afresh: a stream
+        that really takes nothing is still reported, as "Stream stopped processing".
+        """
+        super().on_rebalance_end(app, state)
+        now = monotonic()
+        for tp in app.consumer.assignment():
+            self.stream_inbound_time[tp] = now
+
     def flush(self) -> None:
         """Write the counts kept since the last flush into Faust's Prometheus series."""
         m = self._metrics

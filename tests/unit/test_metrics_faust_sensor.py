@@ -122,3 +122,32 @@ def test_batch_routes_show_faust_stall_detector_their_partitions_are_processed()
     sensor.count_batch_in(taken, 41, 40, "score-transactions")
     assert sensor.stream_inbound_time[taken] >= before
     assert idle not in sensor.stream_inbound_time  # a partition with no batch stays "not started"
+
+
+class _Consumer:
+    def __init__(self, assigned: set[TP]) -> None:
+        self._assigned = assigned
+
+    def assignment(self) -> set[TP]:
+        return self._assigned
+
+
+class _App:
+    def __init__(self, assigned: set[TP]) -> None:
+        self.consumer = _Consumer(assigned)
+        self.rebalancing_count = 1
+
+
+def test_stall_clock_restarts_for_every_assigned_partition_when_recovery_ends() -> None:
+    """After a rebalance a partition is not "never started" before its first batch is taken."""
+    sensor = VigilMetrics().faust_monitor()
+    kept, new, gone = TP("transactions", 0), TP("transactions", 1), TP("transactions", 2)
+    app = _App({kept, new})
+    sensor.count_batch_in(kept, 10, 5, "score-transactions")
+    sensor.count_batch_in(gone, 10, 5, "score-transactions")
+    state = sensor.on_rebalance_start(app)
+    assert sensor.stream_inbound_time == {}  # Faust forgets every partition's time here
+    before = time.monotonic()
+    sensor.on_rebalance_end(app, state)
+    assert set(sensor.stream_inbound_time) == {kept, new}
+    assert min(sensor.stream_inbound_time.values()) >= before
