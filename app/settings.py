@@ -39,6 +39,9 @@ class Settings:
     #: How long a starting worker tries to reach the broker before it exits (69).
     broker_connect_timeout_s: float = 30.0
     data_dir: Path = Path(".vigil-data")
+    #: Where ``broker --kafka``, ``demo --broker kafka`` and the tests cache the Apache Kafka
+    #: jars; unset = ``$XDG_CACHE_HOME/vigil/kafka-<version>`` (``~/.cache`` by default).
+    kafka_jars_dir: Path | None = None
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     #: Host other workers use to reach this one (table_route forwarding); empty = web_host.
