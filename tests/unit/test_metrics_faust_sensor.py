@@ -142,7 +142,7 @@ def test_stall_clock_restarts_for_every_assigned_partition_when_recovery_ends() 
     """After a rebalance a partition is not "never started" before its first batch is taken."""
     sensor = VigilMetrics().faust_monitor()
     kept, new, gone = TP("transactions", 0), TP("transactions", 1), TP("transactions", 2)
-    app = _App({kept, new})
+    app: Any = _App({kept, new})
     sensor.count_batch_in(kept, 10, 5, "score-transactions")
     sensor.count_batch_in(gone, 10, 5, "score-transactions")
     state = sensor.on_rebalance_start(app)
