@@ -59,12 +59,8 @@ def aml_runtime() -> AmlRuntime:
     """Return the worker's rules and lists, loaded once (both agents share them)."""
     runtime: AmlRuntime | None = app.aml_runtime
     if runtime is None:
-        runtime = app.aml_runtime = AmlRuntime.from_settings(settings, _count_reload_failure)
+        runtime = app.aml_runtime = AmlRuntime.from_settings(settings, app.metrics.file_reloaded)
     return runtime
-
-
-def _count_reload_failure(kind: str) -> None:
-    app.metrics.reload_failures.labels(kind).inc()
 
 
 # Loaded before the worker connects: a broken rules or list file stops it with one line.

@@ -87,10 +87,11 @@ class ModelWatcher:
         except ArtifactError as exc:
             # A challenger is an experiment: the champion keeps serving without it.
             self.metrics.model_reloads.labels("challenger", "failed").inc()
-            self.metrics.reload_failures.labels("challenger_model").inc()
+            self.metrics.file_reloaded("challenger_model", False)
             log.error("challenger not loaded: %s", exc)
             return None
         self.metrics.model_reloads.labels("challenger", "loaded").inc()
+        self.metrics.file_reloaded("challenger_model", True)
         return model
 
     def _publish(self) -> None:
@@ -113,16 +114,21 @@ class ModelWatcher:
                 champion = ServedModel.load(self.champion_path, self.overrides)
             except ArtifactError as exc:
                 self.metrics.model_reloads.labels("champion", "failed").inc()
-                self.metrics.reload_failures.labels("model").inc()
+                self.metrics.file_reloaded("model", False)
                 log.error(
                     "new model not loaded, still serving %s: %s", current.champion.version, exc
                 )
             else:
                 self.metrics.model_reloads.labels("champion", "loaded").inc()
+                self.metrics.file_reloaded("model", True)
         if self.challenger_path is not None:
             stamp = file_stamp(self.challenger_path)
             if stamp != self._stamps.get("challenger"):
-                challenger = self._load_challenger() if stamp is not None else None
+                if stamp is not None:
+                    challenger = self._load_challenger()
+                else:  # removed: scoring without a challenger is what was asked
+                    challenger = None
+                    self.metrics.file_reloaded("challenger_model", True)
         if champion is current.champion and challenger is current.challenger:
             return False
         self.current = ModelSet(champion, challenger)

@@ -185,6 +185,13 @@ class VigilMetrics:
             ["kind"],
             registry=r,
         )
+        self.file_refused = Gauge(
+            "vigil_file_refused",
+            "1 while the newest version of a watched rules, list or model file could not be "
+            "loaded (or the file is gone) and the worker serves an older one, by kind of file.",
+            ["kind"],
+            registry=r,
+        )
         self.challenger_info = Gauge(
             "vigil_challenger_info",
             "The challenger model scored beside the champion (value 1; none when absent).",
@@ -204,6 +211,7 @@ class VigilMetrics:
                 self.model_reloads.labels(role, result)
         for kind in RELOAD_KINDS:
             self.reload_failures.labels(kind)
+            self.file_refused.labels(kind).set(0)
         for outcome in OUTCOMES:
             self.transactions.labels(outcome)
         for tier in ALERTED_TIERS:
@@ -214,6 +222,16 @@ class VigilMetrics:
             self.deadletters.labels(reason)
         for table in TABLES:
             self.table_keys.labels(table)
+
+    def file_reloaded(self, kind: str, loaded: bool) -> None:
+        """Record a reload of a watched file: a refused version counts and raises the gauge.
+
+        The gauge (not the counter) drives the alert, so it fires as long as the bad file is in
+        place and clears as soon as a good version loads, however long that takes.
+        """
+        if not loaded:
+            self.reload_failures.labels(kind).inc()
+        self.file_refused.labels(kind).set(0 if loaded else 1)
 
     def set_model(self, version: str) -> None:
         """Expose ``version`` as the only served model."""

@@ -5,7 +5,7 @@ file's modification time and size with what was loaded; a changed file is loaded
 in full, then swapped in with one attribute assignment, so a micro-batch sees either the old
 or the new version, never a mix. A broken file keeps the previous version and logs an error
 naming the file, the rule or entry, and the field (once per bad version of the file, and
-counted by the caller's ``on_reload_failure``). At start a broken file is an error.
+counted by the caller's ``on_reload``). At start a broken file is an error.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ class Watched(Generic[T]):
     """A value loaded from a file, reloaded by :meth:`poll` when the file changes.
 
     A version of the file that cannot be loaded (or the file gone) is reported once, by one
-    ERROR line and one call of ``on_failure(name)``, not at every poll; the last good value
-    stays in place until a new version loads.
+    ERROR line and one call of ``on_reload(name, False)``, not at every poll; the last good
+    value stays in place until a new version loads, which calls ``on_reload(name, True)``.
+    :attr:`refusing` tells whether the file on disk is one the worker refused.
     """
 
     def __init__(
@@ -39,12 +40,12 @@ class Watched(Generic[T]):
         path: Path | None,
         loader: Callable[[Path], T],
         empty: T,
-        on_failure: Callable[[str], None] | None = None,
+        on_reload: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.name = name
         self.path = path
         self._loader = loader
-        self._on_failure = on_failure
+        self._on_reload = on_reload
         self.value = empty
         self._stamp: Stamp | None = None
         self._failed_stamp: Stamp | None = None
@@ -63,7 +64,11 @@ class Watched(Generic[T]):
                 self._gone = True
                 self._failed(f"{self.path}: file is gone or cannot be read")
             return False
-        self._gone = False
+        if self._gone:
+            self._gone = False
+            if stamp == self._stamp:  # the served version is back
+                self._report(True)
+                return False
         if stamp == self._stamp or stamp == self._failed_stamp:
             return False
         try:
@@ -80,12 +85,21 @@ class Watched(Generic[T]):
         self._stamp = stamp
         self._failed_stamp = None
         log.info("AML %s file reloaded: %s", self.name, self.path)
+        self._report(True)
         return True
+
+    @property
+    def refusing(self) -> bool:
+        """Tell whether the file on disk is gone or a version that could not be loaded."""
+        return self._gone or self._failed_stamp is not None
 
     def _failed(self, problem: str) -> None:
         log.error("AML %s file not reloaded, keeping the previous version: %s", self.name, problem)
-        if self._on_failure is not None:
-            self._on_failure(self.name)
+        self._report(False)
+
+    def _report(self, loaded: bool) -> None:
+        if self._on_reload is not None:
+            self._on_reload(self.name, loaded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +125,9 @@ class AmlRuntime:
         allowlist_path: Path | None = None,
         denylist_path: Path | None = None,
         suppressions_path: Path | None = None,
-        on_reload_failure: Callable[[str], None] | None = None,
+        on_reload: Callable[[str, bool], None] | None = None,
     ) -> None:
-        fail = on_reload_failure
+        fail = on_reload
         self._rules = Watched("rules", rules_path, load_rulebook, Rulebook(), fail)
         self._allow = Watched("allowlist", allowlist_path, load_id_list, IdList(), fail)
         empty_deny = IdList()
@@ -129,19 +143,20 @@ class AmlRuntime:
 
     @classmethod
     def from_settings(
-        cls, settings: Any, on_reload_failure: Callable[[str], None] | None = None
+        cls, settings: Any, on_reload: Callable[[str, bool], None] | None = None
     ) -> AmlRuntime:
         """Load the files named in ``app.settings.Settings`` (not imported: it pulls in Faust).
 
-        ``on_reload_failure(kind)`` is called once per version of a file that cannot be
-        loaded on reload (``kind``: rules, allowlist, denylist or suppressions).
+        ``on_reload(kind, False)`` is called once per version of a file that cannot be
+        loaded on reload, ``on_reload(kind, True)`` when a new version loads (``kind``:
+        rules, allowlist, denylist or suppressions).
         """
         return cls(
             settings.rules_path,
             settings.allowlist_path,
             settings.denylist_path,
             settings.suppressions_path,
-            on_reload_failure,
+            on_reload,
         )
 
     def _build(self, rebuild_rules: bool) -> AmlSnapshot:

@@ -152,11 +152,19 @@ class _Runtime:
         self.paths["allowlist"].write_bytes(GOOD_LIST)
         self.paths["denylist"].write_bytes(GOOD_LIST)
         self.paths["suppressions"].write_bytes(GOOD_SUPPRESSIONS)
-        self.failures: list[str] = []
+        self.reloads: list[tuple[str, bool]] = []  # (kind, loaded) as the metrics see them
         p = self.paths
         self.runtime = AmlRuntime(
-            p["rules"], p["allowlist"], p["denylist"], p["suppressions"], self.failures.append
+            p["rules"],
+            p["allowlist"],
+            p["denylist"],
+            p["suppressions"],
+            lambda kind, loaded: self.reloads.append((kind, loaded)),
         )
+
+    @property
+    def failures(self) -> list[str]:
+        return [kind for kind, loaded in self.reloads if not loaded]
 
 
 @pytest.mark.parametrize(
@@ -191,7 +199,7 @@ def test_bad_file_on_reload_keeps_the_running_version_logs_once_and_counts(
     good = RULES.encode() if kind == "rules" else GOOD_SUPPRESSIONS
     _bump(path, good if kind in ("rules", "suppressions") else b"accounts = []\n", 10)
     assert w.runtime.poll() is True
-    assert w.failures == [kind]
+    assert w.reloads == [(kind, False), (kind, True)]  # the refused state ends with it
 
 
 def test_a_vanished_file_keeps_the_running_version_and_is_reported_once(
@@ -207,6 +215,12 @@ def test_a_vanished_file_keeps_the_running_version_and_is_reported_once(
     assert w.failures == ["rules"]
     (error,) = _errors(caplog)
     assert str(w.paths["rules"]) in error.getMessage() and "gone" in error.getMessage()
+    assert w.runtime._rules.refusing
+
+    # Back in place: reported as loaded, so the alert clears.
+    w.paths["rules"].write_text(RULES)
+    w.runtime.poll()
+    assert w.reloads[-1] == ("rules", True) and not w.runtime._rules.refusing
 
 
 def test_an_unexpected_loader_error_keeps_the_running_version(
@@ -222,12 +236,12 @@ def test_an_unexpected_loader_error_keeps_the_running_version(
 
     path = tmp_path / "f.toml"
     path.write_bytes(b"ok")
-    failures: list[str] = []
-    watched = Watched("rules", path, broken, 0, failures.append)
+    reloads: list[tuple[str, bool]] = []
+    watched = Watched("rules", path, broken, 0, lambda k, ok: reloads.append((k, ok)))
     _bump(path, b"boom", 5)
     with caplog.at_level(logging.ERROR, logger="models.aml.runtime"):
         assert watched.poll() is False
-    assert watched.value == 1 and failures == ["rules"]
+    assert watched.value == 1 and reloads == [("rules", False)] and watched.refusing
     assert "KeyError" in caplog.text
 
 
@@ -334,6 +348,11 @@ def _failures(m: VigilMetrics, kind: str) -> float | None:
     return m.registry.get_sample_value("vigil_reload_failures_total", {"kind": kind})
 
 
+def _refused(m: VigilMetrics, kind: str) -> float | None:
+    """The gauge the VigilFileReloadFailed alert reads."""
+    return m.registry.get_sample_value("vigil_file_refused", {"kind": kind})
+
+
 @pytest.mark.parametrize("case", list(BAD_ARTIFACTS))
 def test_bad_artifact_is_refused_at_start(good: ModelArtifact, tmp_path: Path, case: str) -> None:
     path = tmp_path / "model.json"
@@ -364,10 +383,14 @@ def test_bad_artifact_on_reload_keeps_the_model_logs_once_and_counts(
         for _ in range(3):
             assert watcher.check() is False
     assert watcher.current is served
-    assert _failures(m, "model") == 1.0
+    assert _failures(m, "model") == 1.0 and _refused(m, "model") == 1.0
     (error,) = _errors(caplog)
     assert str(path) in error.getMessage() and BAD_ARTIFACTS[case][1] in error.getMessage()
     assert "still serving" in error.getMessage()
+
+    _bump(path, good.to_bytes(), 10)  # fixed: served, and the alert's gauge clears
+    assert watcher.check() is True
+    assert _failures(m, "model") == 1.0 and _refused(m, "model") == 0.0
 
 
 def test_a_vanished_model_file_is_reported_once(
@@ -384,9 +407,10 @@ def test_a_vanished_model_file_is_reported_once(
         assert watcher.check() is False
     assert watcher.current is served and _failures(m, "model") == 1.0
     (error,) = _errors(caplog)
-    assert "not found" in error.getMessage()
+    assert "not found" in error.getMessage() and _refused(m, "model") == 1.0
     good.save(path)  # back: served again without a restart
     assert watcher.check() is True
+    assert _refused(m, "model") == 0.0
 
 
 def test_a_bad_challenger_is_counted_as_such(good: ModelArtifact, tmp_path: Path) -> None:
@@ -397,3 +421,7 @@ def test_a_bad_challenger_is_counted_as_such(good: ModelArtifact, tmp_path: Path
     watcher = ModelWatcher(champion, challenger, {}, m)
     assert watcher.current.challenger is None
     assert _failures(m, "challenger_model") == 1.0 and _failures(m, "model") == 0.0
+    assert _refused(m, "challenger_model") == 1.0
+    challenger.unlink()  # removed: no challenger is what is asked, nothing is refused
+    watcher.check()
+    assert _refused(m, "challenger_model") == 0.0
