@@ -5,6 +5,7 @@ Pure code, no broker: the certificates come from :mod:`tests.tls_support`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from pathlib import Path
@@ -297,3 +298,81 @@ def test_connect_errors_are_named_and_final_only_when_retrying_cannot_help(
     assert words in problem.message
     assert "\n" not in problem.message
     assert PASSWORD not in problem.message
+
+
+class StoppedError(Exception):
+    """Raised instead of ``os._exit`` so the test sees the line and the code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+@pytest.fixture
+def stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.failfast as failfast
+
+    def stop(message: str, code: int) -> None:
+        raise StoppedError(message, code)
+
+    monkeypatch.setattr(failfast, "stop_process", stop)
+
+
+async def _tls_server(pki: Pki) -> tuple[asyncio.Server, int, list[int]]:
+    """Serve TLS with the broker certificate; count the connections (the fault's proof)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(pki.broker_cert), str(pki.broker_key))
+    connections: list[int] = []
+
+    async def hang_up(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0, ssl=context)
+    return server, server.sockets[0].getsockname()[1], connections
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({}, "is a TLS listener but VIGIL_SECURITY_PROTOCOL=PLAINTEXT"),
+        ({"VIGIL_SECURITY_PROTOCOL": "SSL", "VIGIL_SSL_CA_FILE": "stranger"}, "is not trusted"),
+    ],
+    ids=["plaintext-to-tls", "unknown-ca"],
+)
+async def test_the_broker_check_stops_at_once_on_a_final_problem(
+    pki: Pki, stops: None, env: dict[str, str], words: str
+) -> None:
+    from app.failfast import reach_broker
+
+    if env.get("VIGIL_SSL_CA_FILE") == "stranger":
+        env = {**env, "VIGIL_SSL_CA_FILE": str(pki.stranger_ca)}
+    security = security_from_settings(load_settings(env))
+    server, port, _ = await _tls_server(pki)
+    try:
+        with pytest.raises(StoppedError) as info:
+            # A timeout far beyond the test: only a final problem ends the check early.
+            await reach_broker(f"kafka://127.0.0.1:{port}", f"127.0.0.1:{port}", 600.0, security)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert info.value.code == 78
+    assert info.value.message.startswith("cannot use the Kafka broker: ")
+    assert f"127.0.0.1:{port}" in info.value.message and words in info.value.message
+    assert "\n" not in info.value.message
+
+
+async def test_a_tls_port_is_recognised_and_a_plain_one_is_not(pki: Pki) -> None:
+    from app.kafka_security import port_speaks_tls
+
+    server, port, connections = await _tls_server(pki)
+    plain = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    plain_port = plain.sockets[0].getsockname()[1]
+    try:
+        assert await port_speaks_tls("127.0.0.1", port)
+        assert not await port_speaks_tls("127.0.0.1", plain_port)
+    finally:
+        for each in (server, plain):
+            each.close()
+            await each.wait_closed()
+    assert connections  # the TLS server really completed a handshake
