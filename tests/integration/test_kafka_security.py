@@ -58,6 +58,11 @@ class SecuredKafka:
         """Return the SASL_SSL listener's ``host:port``."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def flavor(self) -> str:
+        """Return the worker's ``VIGIL_BROKER_FLAVOR`` (Apache Kafka: no tansu workaround)."""
+        return "kafka"
+
     def failed_logins(self) -> int:
         """Count the connections the broker refused (its ``Failed authentication`` lines)."""
         log = self.kafka.node_dir(1) / "server.log"
