@@ -113,6 +113,7 @@ class AlertFeedService(Service):  # type: ignore[misc]
             auto_offset_reset="earliest",
             fetch_max_wait_ms=max(FEED_FETCH_WAIT_MS, settings.fetch_max_wait_ms),
             client_id=f"{settings.app_id}-web-feed",
+            **app.kafka_security.client_kwargs(),
         )
         await consumer.start()
         probe = HighWatermarkProbe(consumer._client._bootstrap_servers)
@@ -122,6 +123,7 @@ class AlertFeedService(Service):  # type: ignore[misc]
             group_id=settings.app_id,
             enable_auto_commit=False,
             client_id=f"{settings.app_id}-web-lag",
+            **app.kafka_security.client_kwargs(),
         )
         await offsets.start()
         try:

@@ -19,6 +19,7 @@ from typing import Any
 from faust.cli import AppCommand, option
 
 from app import app
+from app.kafka_security import PLAINTEXT, KafkaSecurity, without_security
 from app.settings import bootstrap_servers
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ async def run_simulation(
     label_delay_s: float = 0.0,
     legit_label_share: float = 0.05,
     linger_ms: int = 5,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> dict[str, int]:
     """Produce simulated transactions at ``rate`` per second, paced on their event time.
 
@@ -52,7 +54,9 @@ async def run_simulation(
     from models.labels import Label
     from models.simulator import Simulator
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, acks=1)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=linger_ms, acks=1, **security.client_kwargs()
+    )
     await producer.start()
     counts: dict[str, int] = {}
     start_ms = int(time.time() * 1000)
@@ -132,19 +136,32 @@ async def simulate(
     linger_ms: int,
 ) -> None:
     """Produce realistic transactions with labelled fraud patterns to the transactions topic."""
+    from aiokafka.errors import KafkaError
+
+    from app.kafka_security import KafkaSecurityError, diagnose_connection
+
     s = app.settings
-    counts = await run_simulation(
-        bootstrap_servers(s.broker_url),
-        s.topic_transactions,
-        rate,
-        duration,
-        seed,
-        fraud_rate,
-        aml_rate=aml_rate,
-        labels_topic=s.topic_labels if label_delay > 0 else None,
-        label_delay_s=label_delay,
-        linger_ms=linger_ms,
-    )
+    bootstrap = bootstrap_servers(s.broker_url)
+    try:
+        counts = await run_simulation(
+            bootstrap,
+            s.topic_transactions,
+            rate,
+            duration,
+            seed,
+            fraud_rate,
+            aml_rate=aml_rate,
+            labels_topic=s.topic_labels if label_delay > 0 else None,
+            label_delay_s=label_delay,
+            linger_ms=linger_ms,
+            security=app.kafka_security,
+        )
+    except KafkaError:
+        # aiokafka says only "Unable to bootstrap": name a refused login or certificate.
+        found = await diagnose_connection(bootstrap, app.kafka_security, 5.0)
+        if found is not None and found.final:
+            raise KafkaSecurityError(f"cannot use the Kafka broker: {found.message}") from None
+        raise
     self.say(f"sent {sum(counts.values())} transactions: {counts}")
 
 
@@ -383,7 +400,7 @@ class _Children:
         self.procs = [(n, p) for n, p in self.procs if (n, p) not in chosen]
 
 
-async def _print_alerts(bootstrap: str, say: Any) -> None:
+async def _print_alerts(bootstrap: str, say: Any, security: KafkaSecurity = PLAINTEXT) -> None:
     """Print a one-line summary of alerts every few seconds (the demo's console view)."""
     import orjson
     from aiokafka import AIOKafkaConsumer
@@ -391,7 +408,11 @@ async def _print_alerts(bootstrap: str, say: Any) -> None:
     s = app.settings
     topics = list(s.alert_topics().values())
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, fetch_max_wait_ms=100, group_id=None
+        *topics,
+        bootstrap_servers=bootstrap,
+        fetch_max_wait_ms=100,
+        group_id=None,
+        **security.client_kwargs(),
     )
     await consumer.start()
     totals = dict.fromkeys(s.alert_topics(), 0)
@@ -524,7 +545,9 @@ async def demo(self: AppCommand, rate: float, duration: float, rollover: float) 
 
     # The embedded broker keeps nothing across runs, so neither may the worker's tables.
     worker_data = s.data_dir / "demo-worker"
-    env = dict(os.environ)  # every other VIGIL_* setting reaches the worker unchanged
+    # Every other VIGIL_* setting reaches the worker unchanged; TLS and SASL are for a
+    # remote cluster, not the demo's own plain-text loopback broker.
+    env = without_security(os.environ)
     env.update(
         {
             "VIGIL_BROKER_FLAVOR": "tansu",

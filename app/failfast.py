@@ -22,6 +22,8 @@ from faust.cli import AppCommand
 from mode import ServiceT
 from mode.supervisors import OneForOneSupervisor
 
+from app.kafka_security import PLAINTEXT, KafkaSecurity, diagnose_connection
+
 log = logging.getLogger("vigil.failfast")
 
 EX_SOFTWARE = 70
@@ -111,14 +113,16 @@ def _quiet(logger_name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
-async def reach_broker(broker_url: str, bootstrap: str, timeout_s: float) -> None:
-    """Fetch cluster metadata from the broker, retrying for up to ``timeout_s``.
+async def reach_broker(
+    broker_url: str, bootstrap: str, timeout_s: float, security: KafkaSecurity = PLAINTEXT
+) -> None:
+    """Fetch cluster metadata from a broker, retrying for up to ``timeout_s``.
 
     Unreachable after that: stop with one line naming the URL (exit 69). Faust alone would
-    die with a traceback on a refused connection, or wait far longer on a silent host.
+    die with a traceback on a refused connection, or wait far longer on a silent host. A
+    problem that retrying cannot fix (refused login, untrusted certificate, plain text to a
+    TLS port) stops the worker at once with a line naming it (exit 78).
     """
-    from aiokafka.client import AIOKafkaClient
-
     deadline = time.monotonic() + timeout_s
     problem = "no answer"
     with _quiet("aiokafka"):
@@ -126,18 +130,12 @@ async def reach_broker(broker_url: str, bootstrap: str, timeout_s: float) -> Non
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            client = AIOKafkaClient(
-                bootstrap_servers=bootstrap,
-                request_timeout_ms=max(100, int(min(remaining, 40.0) * 1000)),
-            )
-            try:
-                await asyncio.wait_for(client.bootstrap(), timeout=remaining)
+            found = await diagnose_connection(bootstrap, security, remaining)
+            if found is None:
                 return
-            except Exception as exc:  # refused, reset, DNS, timeout, not Kafka: all the same
-                problem = str(exc) or type(exc).__name__
-            finally:
-                with contextlib.suppress(Exception):
-                    await client.close()
+            if found.final:
+                stop_process(f"cannot use the Kafka broker: {found.message}", EX_CONFIG)
+            problem = found.message
             await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
     stop_process(
         f"cannot reach the Kafka broker at {broker_url} within {timeout_s:g} s ({problem}); "

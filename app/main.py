@@ -20,6 +20,7 @@ from app.failfast import (
     reach_broker,
     run_start_checks,
 )
+from app.kafka_security import KafkaSecurity, KafkaSecurityError, security_from_settings
 from app.settings import Settings, SettingsError, bootstrap_servers, load_settings
 from monitoring.metrics import VigilMetrics
 
@@ -27,8 +28,12 @@ from monitoring.metrics import VigilMetrics
 class VigilApp(faust.App):  # type: ignore[misc]
     """Faust app that carries the :class:`Settings`, the metrics and Vigil's transport."""
 
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+    def __init__(
+        self, settings: Settings, security: KafkaSecurity | None = None, **kwargs: Any
+    ) -> None:
         self.settings = settings
+        #: TLS and SASL of every Kafka client: Faust's and Vigil's own (feed, simulator).
+        self.kafka_security = security or security_from_settings(settings)
         self.metrics = VigilMetrics(drift_window=settings.drift_window)
         #: The served model (agents.pipeline.ServedModel), loaded when the agent starts.
         self.scoring_model: Any = None
@@ -40,6 +45,7 @@ class VigilApp(faust.App):  # type: ignore[misc]
         super().__init__(
             settings.app_id,
             broker=settings.broker_url,
+            broker_credentials=self.kafka_security.faust_credentials(),
             store="rocksdb://",
             datadir=str(settings.data_dir),
             autodiscover=["agents", "tables", "monitoring", "app.web"],
@@ -80,7 +86,10 @@ class VigilApp(faust.App):  # type: ignore[misc]
             run_start_checks(self.start_checks)
         s = self.settings
         await reach_broker(
-            s.broker_url, bootstrap_servers(s.broker_url), s.broker_connect_timeout_s
+            s.broker_url,
+            bootstrap_servers(s.broker_url),
+            s.broker_connect_timeout_s,
+            self.kafka_security,
         )
 
     def _new_transport(self) -> Any:
@@ -158,4 +167,8 @@ def create_app(settings: Settings | None = None) -> VigilApp:
             # At import time (`faust -A app ...`): one line, not a traceback out of the CLI.
             print_and_exit(f"invalid settings: {exc}", EX_CONFIG)
     logging.getLogger("vigil").setLevel(settings.log_level.upper())
-    return VigilApp(settings)
+    try:
+        security = security_from_settings(settings)
+    except KafkaSecurityError as exc:
+        print_and_exit(f"invalid settings: {exc}", EX_CONFIG)
+    return VigilApp(settings, security)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from models.transaction import DEFAULT_MAX_AMOUNT
@@ -25,8 +25,36 @@ MIN_MESSAGE_BYTES = 4096
 MAX_AMOUNT_LIMIT = 1e15
 
 
+#: How Kafka clients reach the brokers (Kafka's ``security.protocol``).
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 class SettingsError(ValueError):
     """A ``VIGIL_*`` variable has a value that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A value that is never shown: its repr and str hide it (settings, logs, errors)."""
+
+    value: str = field(default="", repr=False)
+
+    def reveal(self) -> str:
+        """Return the secret itself, for the one call that needs it (a client's login)."""
+        return self.value
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self.value else "Secret('')"
+
+    def __str__(self) -> str:
+        return "***" if self.value else ""
+
+
+NO_SECRET = Secret()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +102,7 @@ class Settings:
     lists_reload_s: float = 5.0
 
     #: Token required by the web view's mutating endpoints (labelling); empty disables them.
-    web_token: str = ""
+    web_token: str = field(default="", repr=False)
     web_max_body_bytes: int = 16384
     #: Alerts kept in memory for the web view (from all partitions).
     web_recent_alerts: int = 1000
@@ -111,6 +139,21 @@ class Settings:
 
     log_level: str = "info"
 
+    #: Kafka client security (every client: worker, web feed, simulator, admin), see
+    #: :mod:`app.kafka_security`. Unset CA file: the system's trusted CAs.
+    security_protocol: str = "PLAINTEXT"
+    ssl_ca_file: Path | None = None
+    #: Client certificate (PEM; may hold the key too) and its key, for brokers that ask.
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+    #: Check that the broker's certificate names the host in VIGIL_BROKER_URL.
+    ssl_check_hostname: bool = True
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    #: Exactly one of the two with a SASL protocol; the file's content minus its line end.
+    sasl_password: Secret = NO_SECRET
+    sasl_password_file: Path | None = None
+
     def tier_overrides(self) -> dict[str, float]:
         """Return the tier thresholds set in the environment, by tier name."""
         pairs = (("HIGH", self.tier_high), ("MEDIUM", self.tier_medium), ("LOW", self.tier_low))
@@ -145,6 +188,9 @@ def _env_name(field_name: str) -> str:
     return "VIGIL_" + field_name.upper()
 
 
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _parse(name: str, raw: str, kind: str) -> object:
     try:
         if kind == "int":
@@ -160,8 +206,16 @@ def _parse(name: str, raw: str, kind: str) -> object:
             return Path(raw).expanduser()
         if kind == "Path | None":
             return None if raw.strip() == "" else Path(raw).expanduser()
+        if kind == "bool":
+            word = raw.strip().lower()
+            if word not in _BOOLEANS:
+                raise ValueError("true or false")
+            return _BOOLEANS[word]
+        if kind == "Secret":
+            return Secret(raw)
     except ValueError as exc:
-        raise SettingsError(f"{name}={raw!r}: expected {kind} ({exc})") from exc
+        shown = "***" if kind == "Secret" else repr(raw)
+        raise SettingsError(f"{name}={shown}: expected {kind} ({exc})") from exc
     return raw
 
 
@@ -211,6 +265,54 @@ def _topic_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def _security_problems(s: Settings) -> list[str]:
+    """Check the Kafka client security settings (a user names each file that must exist)."""
+    protocol = s.security_protocol
+    if protocol not in SECURITY_PROTOCOLS:
+        return [f"VIGIL_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}"]
+    problems: list[str] = []
+    tls = protocol in ("SSL", "SASL_SSL")
+    sasl = protocol.startswith("SASL_")
+    files = {
+        "VIGIL_SSL_CA_FILE": s.ssl_ca_file,
+        "VIGIL_SSL_CERT_FILE": s.ssl_cert_file,
+        "VIGIL_SSL_KEY_FILE": s.ssl_key_file,
+        "VIGIL_SASL_PASSWORD_FILE": s.sasl_password_file,
+    }
+    for var, path in files.items():
+        if path is not None and not path.is_file():
+            problems.append(f"{var}={path}: no such file")
+    if not tls and (s.ssl_ca_file or s.ssl_cert_file or s.ssl_key_file):
+        problems.append(
+            f"VIGIL_SSL_* files are set but VIGIL_SECURITY_PROTOCOL={protocol} uses no TLS: "
+            "set SSL or SASL_SSL, or unset them"
+        )
+    if s.ssl_key_file is not None and s.ssl_cert_file is None:
+        problems.append("VIGIL_SSL_KEY_FILE needs VIGIL_SSL_CERT_FILE (the client certificate)")
+    if s.sasl_mechanism not in SASL_MECHANISMS:
+        problems.append(f"VIGIL_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}")
+    has_password = bool(s.sasl_password) or s.sasl_password_file is not None
+    if sasl:
+        if not s.sasl_username.strip():
+            problems.append(f"VIGIL_SECURITY_PROTOCOL={protocol} needs VIGIL_SASL_USERNAME")
+        if bool(s.sasl_password) == (s.sasl_password_file is not None):
+            problems.append(
+                f"VIGIL_SECURITY_PROTOCOL={protocol} needs exactly one of VIGIL_SASL_PASSWORD "
+                "and VIGIL_SASL_PASSWORD_FILE"
+            )
+    elif s.sasl_username or has_password:
+        problems.append(
+            f"VIGIL_SASL_* credentials are set but VIGIL_SECURITY_PROTOCOL={protocol} uses no "
+            "SASL: set SASL_SSL (or SASL_PLAINTEXT), or unset them"
+        )
+    if protocol != "PLAINTEXT" and s.broker_flavor == "tansu":
+        problems.append(
+            f"VIGIL_SECURITY_PROTOCOL={protocol} is for Apache Kafka: the embedded tansu broker "
+            "(VIGIL_BROKER_FLAVOR=tansu) speaks plain text"
+        )
+    return problems
+
+
 def _check(settings: Settings) -> None:
     problems: list[str] = []
     if settings.broker_flavor not in ("kafka", "tansu"):
@@ -255,6 +357,7 @@ def _check(settings: Settings) -> None:
         problems.append("VIGIL_REASONS_TOP_K must be >= 0")
     problems.extend(_broker_url_problems(settings.broker_url))
     problems.extend(_topic_problems(settings))
+    problems.extend(_security_problems(settings))
     if settings.web_token and (
         not settings.web_token.strip() or settings.web_token != settings.web_token.strip()
     ):
