@@ -33,6 +33,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from aiokafka.errors import IllegalStateError
 from faust.transport import consumer as faust_consumer
 from faust.types import TP
 from mode.utils.futures import notify
@@ -327,6 +328,35 @@ class BatchRoutes:
         return any([route.take_cleared() for route in set(self._by_topic.values())])
 
 
+class RereadCleared:
+    """Seek to the committed offsets after a route's queue was cleared; tell whether it was.
+
+    Batches dropped by a queue clear (the flow resumed) were read already: the fetch position
+    and read offsets are past them. Seeking back to the committed offsets, as Faust does
+    before it resumes the flow, makes them come again (replays are idempotent). A seek that
+    began before a rebalance can end after it, on a partition no longer assigned (aiokafka's
+    ``IllegalStateError``, seen on Apache Kafka when a worker joins): it is done again on
+    the new assignment at the next call instead of ending the drain loop.
+    """
+
+    def __init__(self, consumer: Any, routes: BatchRoutes) -> None:
+        self.consumer = consumer
+        self.routes = routes
+        self.again = False
+
+    async def __call__(self) -> bool:
+        """Seek if a queue was cleared (or the last seek was overtaken); tell whether."""
+        if not (self.routes.take_cleared() or self.again):
+            return False
+        try:
+            await self.consumer.perform_seek()
+            self.again = False
+        except IllegalStateError as exc:
+            log.info("seek to committed offsets overtaken by a rebalance; again: %s", exc)
+            self.again = True
+        return True
+
+
 async def drain(consumer: Any, fetcher: Any, routes: BatchRoutes) -> None:
     """Faust's ``Consumer._drain_messages`` with routed topics delivered a batch at a time.
 
@@ -385,14 +415,7 @@ async def drain(consumer: Any, fetcher: Any, routes: BatchRoutes) -> None:
     def current(generation_id: int) -> bool:
         return bool(consumer.flow_active) and app.consumer_generation_id == generation_id
 
-    async def reread_cleared() -> bool:
-        # Batches dropped by a queue clear (the flow resumed) were read already: the fetch
-        # position and read offsets are past them. Seek back to the committed offsets, as
-        # Faust does before it resumes the flow, so they come again (replays are idempotent).
-        if not routes.take_cleared():
-            return False
-        await consumer.perform_seek()
-        return True
+    reread_cleared = RereadCleared(consumer, routes)
 
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):

@@ -15,6 +15,9 @@
   (:mod:`app.batch_delivery`).
 * Embedded broker only: idle partitions are fetched less often
   (:func:`app.tansu_compat.fetch_quiet_partitions_less_often`).
+* Topic configuration: every topic Vigil creates (its own, the changelogs, the re-keyed and
+  Faust's internal ones) gets ``min.insync.replicas`` from the settings, beside Faust's
+  replication factor; Faust has no app-wide topic configuration.
 * Held records: Faust flushes its producer before it commits offsets, and
   :class:`VigilProducer` first hands over what the batch senders hold back
   (:meth:`agents.output.BatchSender.hold`), so a commit never covers undelivered outputs.
@@ -22,7 +25,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -105,8 +108,20 @@ class VigilProducer(faust_aiokafka.Producer):  # type: ignore[misc]
         await super().flush()
 
 
+def topic_config(settings: Settings, config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return a new topic's configuration: ``min.insync.replicas`` unless ``config`` sets it."""
+    return {"min.insync.replicas": str(settings.topic_min_insync_replicas), **(config or {})}
+
+
 class VigilTransport(faust_aiokafka.Transport):  # type: ignore[misc]
     """The aiokafka transport with :class:`VigilConsumer` and :class:`VigilProducer`."""
 
     Consumer = VigilConsumer
     Producer = VigilProducer
+
+    async def _create_topic(
+        self, owner: Any, client: Any, topic: str, partitions: int, replication: int, **kw: Any
+    ) -> None:
+        # Every creation (producer's or consumer's) goes through here.
+        kw["config"] = topic_config(_settings(self.app), kw.get("config"))
+        await super()._create_topic(owner, client, topic, partitions, replication, **kw)

@@ -54,6 +54,7 @@ class VigilApp(faust.App):  # type: ignore[misc]
             value_serializer="raw",
             topic_partitions=settings.partitions,
             topic_replication_factor=settings.replication_factor,
+            producer_acks=settings.producer_acks_count,
             consumer_auto_offset_reset="earliest",
             broker_session_timeout=settings.session_timeout_s,
             broker_heartbeat_interval=settings.heartbeat_interval_s,

@@ -82,6 +82,11 @@ class Settings:
     model_reload_s: float = 5.0
     partitions: int = 4
     replication_factor: int = 1
+    #: ``min.insync.replicas`` of every topic Vigil creates; unset = 2 from replication
+    #: factor 3 on (one broker may fail without stopping writes), else 1.
+    min_insync_replicas: int | None = None
+    #: ``all`` (the leader waits for every in-sync replica) or ``1`` (the leader alone).
+    producer_acks: str = "all"
     app_id: str = "vigil"
 
     topic_transactions: str = "transactions"
@@ -173,6 +178,18 @@ class Settings:
         return f"http://{self.web_advertised_host or self.web_host}:{self.web_port}"
 
     @property
+    def topic_min_insync_replicas(self) -> int:
+        """Return the ``min.insync.replicas`` the topics Vigil creates get."""
+        if self.min_insync_replicas is not None:
+            return self.min_insync_replicas
+        return 2 if self.replication_factor >= 3 else 1
+
+    @property
+    def producer_acks_count(self) -> int:
+        """Return Faust's ``producer_acks``: -1 for ``all``, else the number."""
+        return -1 if self.producer_acks == "all" else int(self.producer_acks)
+
+    @property
     def is_embedded_broker(self) -> bool:
         """Tell whether the workarounds for the embedded tansu broker apply."""
         return self.broker_flavor == "tansu"
@@ -200,6 +217,8 @@ def _parse(name: str, raw: str, kind: str) -> object:
             if value != value or value in (float("inf"), float("-inf")):
                 raise ValueError("not finite")
             return value
+        if kind == "int | None":
+            return None if raw.strip() == "" else int(raw)
         if kind == "float | None":
             return None if raw.strip() == "" else _parse(name, raw, "float")
         if kind == "Path":
@@ -328,6 +347,17 @@ def _check(settings: Settings) -> None:
     ):
         if getattr(settings, name) < 1:
             problems.append(f"{_env_name(name)} must be >= 1")
+    min_isr = settings.min_insync_replicas
+    if min_isr is not None and not 1 <= min_isr <= settings.replication_factor:
+        problems.append(
+            "VIGIL_MIN_INSYNC_REPLICAS must be within 1..VIGIL_REPLICATION_FACTOR "
+            f"({settings.replication_factor}): more and no write with acks=all succeeds"
+        )
+    if settings.producer_acks not in ("all", "1"):
+        problems.append(
+            "VIGIL_PRODUCER_ACKS must be 'all' or '1' (with 0 an offset commit could cover "
+            "records the broker never stored)"
+        )
     if not 1 <= settings.web_port <= 65535:
         problems.append("VIGIL_WEB_PORT must be a TCP port")
     for name in (

@@ -184,12 +184,16 @@ class LoadGenerator:
         max_duration_s: float = 30.0,
         n_accounts: int = 400,
         seed: int = 23,
+        durable: bool = False,
     ) -> None:
         if not bootstrap.startswith("127.0.0.1:"):
             raise ValueError(f"load goes to the loopback broker only, not {bootstrap}")
         self.bootstrap = bootstrap
         self.topic = topic
         self.rate = rate
+        #: acks=all and idempotence: an acknowledged message survives a broker's death and
+        #: a retry after one is not written twice (for a cluster whose brokers fail).
+        self.durable = durable
         self.plan = build_plan(int(rate * max_duration_s), n_accounts, seed)
         self.produced = Produced()
         self.sent = 0  # handed to the producer so far (read by the test thread)
@@ -248,7 +252,16 @@ class LoadGenerator:
             self.error = exc
 
     async def _send_all(self) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, acks=1)
+        if self.durable:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                linger_ms=5,
+                acks="all",
+                enable_idempotence=True,
+                request_timeout_ms=120_000,
+            )
+        else:
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, acks=1)
         await producer.start()
         plan = self.plan
         pending: list[asyncio.Future[Any]] = []

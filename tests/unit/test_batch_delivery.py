@@ -13,11 +13,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 from mode import Service
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-from app.batch_delivery import BatchRoute, BatchRoutes, RecordBatch, split_batches
+from app.batch_delivery import BatchRoute, BatchRoutes, RecordBatch, RereadCleared, split_batches
 
 A0 = TP("tx", 0)
 A1 = TP("tx", 1)
@@ -284,3 +285,46 @@ def test_batches_queued_without_waiting_and_then_cleared_are_noticed() -> None:
     routes.add(route)
     assert routes.take_cleared()
     assert not routes.take_cleared()
+
+
+class SeekingConsumer:
+    """A consumer whose seeks fail while ``overtaken`` rebalances are still to come."""
+
+    def __init__(self, overtaken: int) -> None:
+        self.overtaken = overtaken
+        self.seeks = 0
+
+    async def perform_seek(self) -> None:
+        self.seeks += 1
+        if self.overtaken:
+            self.overtaken -= 1
+            raise IllegalStateError("No current assignment for partition tx-1")
+
+
+async def test_a_cleared_queue_makes_one_seek_to_the_committed_offsets() -> None:
+    routes = BatchRoutes()
+    route = routes.add(_route(FakeApp({"tx"})))
+    consumer = SeekingConsumer(overtaken=0)
+    reread = RereadCleared(consumer, routes)
+    assert not await reread()
+    route.cleared = True
+    assert await reread()
+    assert not await reread()
+    assert consumer.seeks == 1
+
+
+async def test_a_seek_overtaken_by_a_rebalance_is_done_again_not_raised() -> None:
+    # The seek began before a rebalance took a partition away (Kafka, a worker joining):
+    # the records dropped by the clear must still come again, so the next call seeks the
+    # new assignment instead of ending the drain loop.
+    routes = BatchRoutes()
+    route = routes.add(_route(FakeApp({"tx"})))
+    consumer = SeekingConsumer(overtaken=2)
+    reread = RereadCleared(consumer, routes)
+    route.cleared = True
+    assert await reread()  # overtaken: the current records are dropped...
+    assert await reread()  # ...and the seek is tried again (overtaken once more)
+    assert await reread()
+    assert consumer.seeks == 3
+    assert not await reread()  # done: nothing more to seek
+    assert consumer.seeks == 3
