@@ -33,9 +33,11 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration
 
-## Throughput and latency benchmark against the embedded broker (prints its figures).
+## Throughput and latency benchmark (prints its figures): on the embedded broker, or on a
+## local Apache Kafka with `make bench BROKER=kafka`.
+BROKER ?= tansu
 bench: $(STAMP)
-	$(BIN)/python bench/pipeline_bench.py --rounds 5
+	$(BIN)/python bench/pipeline_bench.py --rounds 5 --broker $(BROKER)
 
 clean:
 	rm -rf $(VENV) .vigil-data .pytest_cache .mypy_cache .ruff_cache

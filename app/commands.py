@@ -1,4 +1,4 @@
-"""Custom commands on the Faust entry point: ``faust -A app demo|simulate|train``.
+"""Custom commands on the Faust entry point: ``faust -A app demo|broker|simulate|train``.
 
 Heavy imports happen inside the commands so that ``faust -A app worker`` stays lean.
 """
@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 from faust.cli import AppCommand, option
 
 from app import app
+from app.failfast import one_line, print_and_exit
 from app.kafka_security import PLAINTEXT, KafkaSecurity, without_security
 from app.settings import bootstrap_servers
 
@@ -217,6 +219,12 @@ _DATA_OPTIONS = (
     option("--low-precision", type=float, default=0.25, show_default=True),
     option("--top-k", type=int, default=100, show_default=True, help="Card precision@k."),
     option("--report-dir", type=str, default="", help="Report folder [default: next to output]."),
+    option(
+        "--if-missing",
+        is_flag=True,
+        default=False,
+        help="Do nothing when the output exists (never replace an artifact a worker serves).",
+    ),
     *_DATA_OPTIONS,
 )
 async def train(
@@ -231,6 +239,7 @@ async def train(
     low_precision: float,
     top_k: int,
     report_dir: str,
+    if_missing: bool,
     fmt: str,
     label_column: str,
     fields: tuple[str, ...],
@@ -245,6 +254,9 @@ async def train(
     report (JSON + HTML) beside the artifact.
     """
     path = Path(output) if output else app.settings.model_path
+    if if_missing and path.exists():
+        self.say(f"{path} exists; not training (--if-missing)")
+        return
     started = time.monotonic()
     if not data:
         from models.training import train_default
@@ -361,6 +373,68 @@ def _rules_hook() -> Any:
     return rules_hook(AmlRuntime.from_settings(app.settings).snapshot)
 
 
+def _setup_errors() -> tuple[type[BaseException], ...]:
+    """Return the errors of a local broker that cannot start: one line, not a traceback."""
+    from app.embedded_broker import BrokerStartError
+    from app.local_kafka import KafkaSetupError
+
+    return (KafkaSetupError, BrokerStartError)
+
+
+@app.command(
+    option(
+        "--kafka",
+        is_flag=True,
+        default=False,
+        help="Apache Kafka (KRaft, jars from Maven Central) instead of the embedded tansu.",
+    ),
+    option("--nodes", type=int, default=1, show_default=True, help="Kafka nodes: 1 or 3."),
+)
+async def broker(self: AppCommand, kafka: bool, nodes: int) -> None:
+    """Run a local broker on 127.0.0.1 until Ctrl-C; print its bootstrap address (one line).
+
+    Topics are created on first use with VIGIL_PARTITIONS partitions. Nothing is kept: each
+    run starts empty.
+    """
+    import tempfile
+
+    from app.local_broker import LocalBroker
+
+    s = app.settings
+    with tempfile.TemporaryDirectory(prefix="vigil-broker-") as work:
+        local = LocalBroker(
+            "kafka" if kafka else "tansu",
+            Path(work),
+            nodes=nodes,
+            partitions=s.partitions,
+            jars_dir=s.kafka_jars_dir,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            try:
+                await local.start()
+            except _setup_errors() as exc:
+                print_and_exit(f"broker: {one_line(exc)}", 1)
+            print(local.bootstrap, flush=True)
+            flavor = "kafka" if kafka else "tansu"
+            print(
+                f"vigil: {local.describe()}; for Vigil: VIGIL_BROKER_URL={local.url} "
+                f"VIGIL_BROKER_FLAVOR={flavor}; Ctrl-C stops it",
+                file=sys.stderr,
+                flush=True,
+            )
+            while not stop.is_set():
+                if not local.running:
+                    print_and_exit("broker: the broker process exited unexpectedly", 1)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+        finally:
+            local.stop()
+
+
 class _Children:
     """Child processes of the demo, stopped together; each dies with the demo (kill -9 too)."""
 
@@ -441,28 +515,66 @@ async def _print_alerts(bootstrap: str, say: Any, security: KafkaSecurity = PLAI
         await consumer.stop()
 
 
+async def _create_demo_topics(bootstrap: str) -> None:
+    """Create the topics the simulator and the console use before they start.
+
+    Kafka would create them on first use too, but the console's consumer would log an ERROR
+    for each until then. The worker declares the rest (changelogs, re-key topics) itself.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    s = app.settings
+    names = [s.topic_transactions, s.topic_labels, s.topic_scored, s.topic_deadletter]
+    names += sorted(set(s.alert_topics().values()))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(name, s.partitions, s.replication_factor) for name in names]
+        )
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        await admin.close()
+
+
 #: The demo simulator's producer linger: ~10 transactions a batch and partition at 200 tx/s.
 DEMO_LINGER_MS = 200
 
 
 class _DemoGeneration:
-    """One embedded broker with the worker and simulator that use it (see ``--rollover``)."""
+    """One local broker with the worker and simulator that use it (see ``--rollover``)."""
 
-    def __init__(self, number: int, rate: float, logs: Path, env: dict[str, str]) -> None:
-        from app.embedded_broker import EmbeddedBroker
+    def __init__(
+        self, number: int, rate: float, logs: Path, env: dict[str, str], flavor: str = "tansu"
+    ) -> None:
+        from app.local_broker import LocalBroker
 
         self.number = number
         self.rate = rate
         self.logs = logs
-        self.broker = EmbeddedBroker(log_path=logs / "broker.log")
+        self.flavor = flavor
+        # A fresh Kafka formats new storage under the logs: each demo starts empty, as on tansu.
+        workdir = logs if flavor == "tansu" else logs / f"kafka-{number}"
+        if flavor == "kafka":
+            shutil.rmtree(workdir, ignore_errors=True)
+        self.broker = LocalBroker(
+            flavor,
+            workdir,
+            partitions=app.settings.partitions,
+            jars_dir=app.settings.kafka_jars_dir,
+        )
         self.env = env
         self.children = _Children()
         self.printer: asyncio.Task[None] | None = None
 
-    def start_broker(self) -> None:
-        """Start the broker (empty: it keeps its records in memory only)."""
-        self.broker.start()
+    async def start_broker(self) -> None:
+        """Start the broker (empty: tansu keeps its records in memory, Kafka is formatted)."""
+        await self.broker.start()
         self.env = {**self.env, "VIGIL_BROKER_URL": self.broker.url}
+        if self.flavor == "kafka":
+            await _create_demo_topics(self.broker.bootstrap)
 
     async def start_simulator(self) -> None:
         """Produce to this generation's broker (a new seed: new accounts, new tx ids)."""
@@ -521,17 +633,31 @@ class _DemoGeneration:
     option(
         "--rollover",
         type=float,
-        default=10.0,
+        default=None,
+        help="Minutes between fresh brokers (tansu keeps every record); 0 = never "
+        "[default: 10 on tansu, never on kafka].",
+    ),
+    option(
+        "--broker",
+        "flavor",
+        type=click.Choice(["tansu", "kafka"]),
+        default="tansu",
         show_default=True,
-        help="Minutes between fresh embedded brokers (it keeps every record); 0 = never.",
+        help="The embedded tansu, or Apache Kafka (KRaft, one node; needs Java and Maven).",
     ),
 )
-async def demo(self: AppCommand, rate: float, duration: float, rollover: float) -> None:
-    """Run the embedded broker, a worker and the simulator until Ctrl-C."""
+async def demo(
+    self: AppCommand, rate: float, duration: float, rollover: float | None, flavor: str
+) -> None:
+    """Run a local broker, a worker and the simulator until Ctrl-C."""
     from models.artifact import ArtifactError, load_artifact
     from models.training import train_default
 
     s = app.settings
+    if rollover is None:
+        rollover = 10.0 if flavor == "tansu" else 0.0
+    if rollover < 0:
+        raise ValueError(f"--rollover {rollover:g}: give minutes >= 0 (0 = never)")
     s.data_dir.mkdir(parents=True, exist_ok=True)
     logs = s.data_dir / "demo-logs"
     logs.mkdir(exist_ok=True)
@@ -550,16 +676,20 @@ async def demo(self: AppCommand, rate: float, duration: float, rollover: float) 
     env = without_security(os.environ)
     env.update(
         {
-            "VIGIL_BROKER_FLAVOR": "tansu",
+            # The worker knows which broker it talks to: tansu's workarounds on tansu only.
+            "VIGIL_BROKER_FLAVOR": flavor,
             "VIGIL_DATA_DIR": str(worker_data),
             "VIGIL_MODEL_PATH": str(s.model_path),
             "VIGIL_WEB_HOST": s.web_host,
             "VIGIL_WEB_PORT": str(s.web_port),
         }
     )
-    current = _DemoGeneration(1, rate, logs, env)
+    current = _DemoGeneration(1, rate, logs, env, flavor)
     try:
-        current.start_broker()
+        try:
+            await current.start_broker()
+        except _setup_errors() as exc:
+            print_and_exit(f"demo: {one_line(exc)}", 1)
         shutil.rmtree(worker_data, ignore_errors=True)
         await current.start_worker(self.say)
         await current.start_simulator()
@@ -567,7 +697,7 @@ async def demo(self: AppCommand, rate: float, duration: float, rollover: float) 
             "\n".join(
                 [
                     "Vigil demo is running:",
-                    f"  embedded broker  {current.broker.bootstrap} (tansu, in memory)",
+                    f"  broker           {current.broker.bootstrap} ({current.broker.describe()})",
                     f"  web view         http://{s.web_host}:{s.web_port}/  (live alerts; "
                     "accounts: /accounts/<id>; metrics: /metrics)",
                     "  labelling        "
@@ -578,8 +708,8 @@ async def demo(self: AppCommand, rate: float, duration: float, rollover: float) 
                     f"  logs             {logs}/",
                     (
                         f"  rollover         every {rollover:g} min: a fresh broker, worker "
-                        "state and simulated accounts (the embedded broker keeps every record "
-                        "in memory and slows down as they pile up)"
+                        "state and simulated accounts (tansu keeps every record in memory and "
+                        "slows down as they pile up)"
                         if rollover > 0
                         else "  rollover         off"
                     ),
@@ -614,13 +744,14 @@ async def _roll_over(old: _DemoGeneration, worker_data: Path, say: Any) -> _Demo
     Transactions produced while the new worker starts wait in the new broker; the old
     worker has the old simulator's last ones scored before it stops.
     """
-    new = _DemoGeneration(old.number + 1, old.rate, old.logs, old.env)
-    new.start_broker()
+    new = _DemoGeneration(old.number + 1, old.rate, old.logs, old.env, old.flavor)
+    await new.start_broker()
     await new.start_simulator()
     await old.stop("simulator")
     await asyncio.sleep(2.0)  # the old worker scores what the old simulator sent last
     await old.stop()
     shutil.rmtree(worker_data, ignore_errors=True)  # tables start as empty as the broker
     await new.start_worker(say)
-    say(f"rolled over to embedded broker {new.number} at {new.broker.bootstrap}")
+    kind = "embedded" if new.flavor == "tansu" else "Kafka"
+    say(f"rolled over to {kind} broker {new.number} at {new.broker.bootstrap}")
     return new

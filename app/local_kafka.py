@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -139,10 +140,10 @@ def ensure_jars(cache: Path | None = None) -> Path:
                 check=False,
             )
             if proc.returncode != 0 or not (out / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
-                tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
                 raise KafkaSetupError(
-                    f"mvn could not fetch org.apache.kafka:kafka_2.13:{KAFKA_VERSION}: "
-                    + " | ".join(tail)
+                    f"mvn could not fetch org.apache.kafka:kafka_2.13:{KAFKA_VERSION} "
+                    "(check access to Maven Central, or set VIGIL_KAFKA_JARS_DIR to a folder "
+                    "holding the jars): " + _maven_problem(proc.stdout + proc.stderr)
                 )
             shutil.rmtree(target, ignore_errors=True)
             out.rename(target)
@@ -281,12 +282,20 @@ class LocalKafka:
                 f"formatting Kafka node {node} failed: {(proc.stdout + proc.stderr).strip()}"
             )
 
-    def start(self, timeout_s: float = 60.0) -> LocalKafka:
-        """Fetch the jars if needed, format every node and start them; wait until all answer."""
+    def prepare(self) -> None:
+        """Fetch the jars if needed and format every node's storage (starts no broker).
+
+        Separate from :meth:`start` so that a caller with an event loop can run this slow,
+        blocking part in a thread and still start the JVMs from its main thread.
+        """
         self._jars = ensure_jars(self.jars_dir)
         self.cluster_id = _cluster_id()
         for node in self.node_ids:
             self._format(node)
+
+    def start(self, timeout_s: float = 60.0) -> LocalKafka:
+        """Fetch the jars if needed, format every node and start them; wait until all answer."""
+        self.prepare()
         for node in self.node_ids:
             self.start_node(node)
         self.wait_ready(timeout_s)
@@ -382,6 +391,14 @@ class LocalKafka:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _maven_problem(output: str) -> str:
+    """Return Maven's first error line (its last lines are boilerplate), or its last lines."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in output.splitlines()]
+    errors = [ln[len("[ERROR]") :].strip() for ln in lines if ln.startswith("[ERROR]")]
+    errors = [ln for ln in errors if ln]
+    return errors[0] if errors else " | ".join(ln for ln in lines[-5:] if ln)
 
 
 def _cluster_id() -> str:

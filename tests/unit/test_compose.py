@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from pathlib import Path
+import sys
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
 import yaml
 
+from app.local_kafka import KAFKA_VERSION
 from tests.debian_packages import ensure_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,3 +131,102 @@ def test_dockerfile_is_slim_and_runs_as_non_root() -> None:
     assert base.endswith("-slim")
     users = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
+
+
+def _kafka_services(services: dict[str, Any]) -> dict[str, Any]:
+    return {n: s for n, s in services.items() if str(s.get("image", "")).startswith("apache/")}
+
+
+def test_kafka_is_the_version_the_tests_run() -> None:
+    kafka = _kafka_services(_compose()["services"])
+    assert set(kafka) == {"kafka", "topics"}
+    for name, service in kafka.items():
+        assert service["image"] == f"apache/kafka:{KAFKA_VERSION}", name
+
+
+def test_replication_settings_match_the_broker_count() -> None:
+    services = _compose()["services"]
+    brokers = [
+        service["environment"]
+        for service in _kafka_services(services).values()
+        if "broker" in str(service.get("environment", {}).get("KAFKA_PROCESS_ROLES", ""))
+    ]
+    replicas = len(brokers)
+    in_sync = 2 if replicas >= 3 else 1  # one broker may be down; with one there is no choice
+    for env in brokers:
+        for key in (
+            "KAFKA_DEFAULT_REPLICATION_FACTOR",
+            "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+            "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+            "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR",
+        ):
+            assert int(env[key]) == replicas, key
+        for key in (
+            "KAFKA_MIN_INSYNC_REPLICAS",
+            "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+            "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR",
+        ):
+            assert int(env[key]) == in_sync, key
+    topics = services["topics"]
+    assert int(topics["environment"]["REPLICATION_FACTOR"]) == replicas
+    assert '--replication-factor "$$REPLICATION_FACTOR"' in topics["command"][0]
+    for name in ("worker-1", "worker-2", "trainer", "simulator"):
+        assert int(services[name]["environment"]["VIGIL_REPLICATION_FACTOR"]) == replicas, name
+
+
+def _loaders() -> dict[str, Callable[[Path], object]]:
+    from models.aml.lists import load_id_list, load_suppressions
+    from models.aml.rulebook import load_rulebook
+
+    return {
+        "VIGIL_RULES_PATH": load_rulebook,
+        "VIGIL_ALLOWLIST_PATH": load_id_list,
+        "VIGIL_DENYLIST_PATH": load_id_list,
+        "VIGIL_SUPPRESSIONS_PATH": load_suppressions,
+    }
+
+
+def test_workers_serve_rules_and_lists_from_host_directories_they_reload() -> None:
+    services = _compose()["services"]
+    for name in ("worker-1", "worker-2"):
+        worker = services[name]
+        mounts = {}
+        for mount in worker["volumes"]:
+            source, target, *mode = mount.split(":")
+            mounts[PurePosixPath(target)] = (source, mode)
+        for var, load in _loaders().items():
+            in_container = PurePosixPath(worker["environment"][var])
+            # The file's directory is the mount: an editor's rename-over reaches the worker.
+            source, mode = mounts[in_container.parent]
+            assert source.startswith("./") and mode == ["ro"], (name, var)
+            assert (ROOT / source).is_dir(), source
+            on_host = ROOT / source / in_container.name
+            load(on_host)  # exists and is a file the worker accepts at start
+
+
+def test_trainer_trains_only_when_no_artifact_exists() -> None:
+    services = _compose()["services"]
+    trainer = services["trainer"]
+    assert trainer["command"][:4] == ["faust", "-A", "app", "train"]
+    assert "--if-missing" in trainer["command"]
+    model_dir = str(PurePosixPath(trainer["environment"]["VIGIL_MODEL_PATH"]).parent)
+    assert f"model:{model_dir}" in trainer["volumes"]
+    for name in ("worker-1", "worker-2"):
+        assert f"model:{model_dir}:ro" in services[name]["volumes"]
+
+
+def test_train_if_missing_leaves_an_existing_artifact_alone(tmp_path: Path) -> None:
+    served = tmp_path / "served.json"
+    served.write_text("the artifact a worker serves")
+    faust = str(Path(sys.executable).parent / "faust")
+    done = subprocess.run(
+        [faust, "-A", "app", "train", "--if-missing", "--output", str(served)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "not training (--if-missing)" in done.stdout
+    assert served.read_text() == "the artifact a worker serves"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["served.json"]
