@@ -91,6 +91,9 @@ def die_with_parent() -> Callable[[], None] | None:
 class EmbeddedBroker:
     """Run tansu on a free loopback port; use as a context manager or start/stop."""
 
+    #: ``VIGIL_BROKER_FLAVOR`` of a worker on this broker (turns on app/tansu_compat.py).
+    flavor = "tansu"
+
     def __init__(
         self, port: int | None = None, log_path: Path | None = None, host: str = "127.0.0.1"
     ) -> None:

@@ -158,6 +158,9 @@ class LocalKafka:
     example ``--add-scram``).
     """
 
+    #: ``VIGIL_BROKER_FLAVOR`` of a worker on this broker.
+    flavor = "kafka"
+
     def __init__(
         self,
         workdir: Path,

@@ -1,4 +1,4 @@
-"""Run a real ``faust -A app worker`` process against the embedded broker."""
+"""Run a real ``faust -A app worker`` process against a test broker (tansu or Apache Kafka)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,40 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Protocol
 
-from app.embedded_broker import EmbeddedBroker, die_with_parent, free_port
+from app.embedded_broker import die_with_parent, free_port
 
 READY_LINE = "[^Worker]: Ready"
 
 
-def isolated_env(broker: EmbeddedBroker, model_path: Path, data_dir: Path) -> dict[str, str]:
-    """Return a worker environment with its own app id and topic names."""
+class Broker(Protocol):
+    """What the tests need of a broker: the embedded tansu one or a local Apache Kafka."""
+
+    @property
+    def bootstrap(self) -> str:
+        """Return aiokafka's ``host:port[,host:port]``."""
+        ...
+
+    @property
+    def url(self) -> str:
+        """Return Faust's ``kafka://host:port[;host:port]``."""
+        ...
+
+    @property
+    def flavor(self) -> str:
+        """Return ``tansu`` or ``kafka`` (the worker's ``VIGIL_BROKER_FLAVOR``)."""
+        ...
+
+
+def isolated_env(broker: Broker, model_path: Path, data_dir: Path) -> dict[str, str]:
+    """Return a worker environment with its own app id and topic names, for ``broker``."""
     tag = uuid.uuid4().hex[:8]
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env.update(
         {
             "VIGIL_BROKER_URL": broker.url,
-            "VIGIL_BROKER_FLAVOR": "tansu",
+            "VIGIL_BROKER_FLAVOR": broker.flavor,
             "VIGIL_APP_ID": f"vigil-{tag}",
             "VIGIL_DATA_DIR": str(data_dir),
             "VIGIL_MODEL_PATH": str(model_path),
