@@ -27,6 +27,7 @@ from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from app import tansu_compat
 from app.settings import Settings
 
 
@@ -34,6 +35,12 @@ def _settings(app: Any) -> Settings:
     """Return the settings of the :class:`app.main.VigilApp` a consumer belongs to."""
     settings: Settings = app.settings
     return settings
+
+
+def _tansu(app: Any) -> tansu_compat.Workarounds:
+    """Return the tansu workaround switch of the app a consumer belongs to."""
+    workarounds: tansu_compat.Workarounds = app.tansu
+    return workarounds
 
 
 class VigilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
@@ -47,13 +54,11 @@ class VigilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignor
 
     async def on_start(self) -> None:
         await super().on_start()
-        settings = _settings(self.app)
-        if settings.is_embedded_broker and not self.app.client_only:
-            from app.tansu_compat import fetch_quiet_partitions_less_often
-
+        hot = [_settings(self.app).topic_transactions]
+        if not self.app.client_only and _tansu(self.app).use(tansu_compat.QUIET_FETCHES):
             # Producers' transactions keep the fetch wait; everything else (labels, re-keyed
             # and fan-in topics, changelogs) waits up to QUIET_FETCH_EVERY_S once idle.
-            fetch_quiet_partitions_less_often(self._consumer, [settings.topic_transactions])
+            tansu_compat.fetch_quiet_partitions_less_often(self._consumer, hot)
 
     async def seek_to_committed(self) -> Any:
         committed = await super().seek_to_committed()
@@ -64,10 +69,8 @@ class VigilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignor
 
     async def _highwaters(self, partitions: list[Any]) -> Any:
         offsets = await super()._highwaters(partitions)
-        if _settings(self.app).is_embedded_broker:
-            from app.tansu_compat import corrected_end_offsets
-
-            return await corrected_end_offsets(self._ensure_consumer(), offsets)
+        if _tansu(self.app).use(tansu_compat.END_OFFSETS):
+            return await tansu_compat.corrected_end_offsets(self._ensure_consumer(), offsets)
         return offsets
 
 

@@ -21,6 +21,7 @@ from app.failfast import (
     run_start_checks,
 )
 from app.settings import Settings, SettingsError, bootstrap_servers, load_settings
+from app.tansu_compat import Workarounds
 from monitoring.metrics import VigilMetrics
 
 
@@ -30,6 +31,8 @@ class VigilApp(faust.App):  # type: ignore[misc]
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         self.settings = settings
         self.metrics = VigilMetrics(drift_window=settings.drift_window)
+        #: The embedded broker's workarounds: asked before each one, off on Apache Kafka.
+        self.tansu = Workarounds(settings.is_embedded_broker)
         #: The served model (agents.pipeline.ServedModel), loaded when the agent starts.
         self.scoring_model: Any = None
         #: AML rules and lists (models.aml.runtime.AmlRuntime), loaded when an agent starts.
