@@ -15,6 +15,8 @@
   (:mod:`app.batch_delivery`).
 * Embedded broker only: idle partitions are fetched less often
   (:func:`app.tansu_compat.fetch_quiet_partitions_less_often`).
+* Topics a worker creates are waited for until the broker's metadata lists them, so the
+  group join that follows sees them (Apache Kafka answers CreateTopics before that).
 * Held records: Faust flushes its producer before it commits offsets, and
   :class:`VigilProducer` first hands over what the batch senders hold back
   (:meth:`agents.output.BatchSender.hold`), so a commit never covers undelivered outputs.
@@ -22,6 +24,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +32,9 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from app import tansu_compat
 from app.settings import Settings
+
+#: How long a created topic may take to show in the broker's metadata.
+TOPIC_METADATA_TIMEOUT_S = 30.0
 
 
 def _settings(app: Any) -> Settings:
@@ -106,6 +112,22 @@ class VigilProducer(faust_aiokafka.Producer):  # type: ignore[misc]
         for hook in list(self._before_flush):
             await hook()
         await super().flush()
+
+    async def create_topic(
+        self, topic: str, partitions: int, replication: int, **kwargs: Any
+    ) -> None:
+        """Create ``topic`` (if missing), then wait until the broker's metadata lists it.
+
+        Apache Kafka answers CreateTopics once its controller has the topic; the broker's
+        metadata catches up a moment later. A group join in between left the topic out of
+        the assignment ("Ignoring missing topic"), and with a global table's changelog left
+        out, a new app's first worker hung in its join and never got ready. tansu creates
+        topics before it answers, so this returns at once there.
+        """
+        await super().create_topic(topic, partitions, replication, **kwargs)
+        if self.app.conf.topic_allow_declare:
+            client = self._ensure_producer().client
+            await asyncio.wait_for(client._wait_on_metadata(topic), TOPIC_METADATA_TIMEOUT_S)
 
 
 class VigilTransport(faust_aiokafka.Transport):  # type: ignore[misc]

@@ -85,6 +85,9 @@ class VigilApp(faust.App):  # type: ignore[misc]
         await reach_broker(
             s.broker_url, bootstrap_servers(s.broker_url), s.broker_connect_timeout_s
         )
+        if not (self.producer_only or self.client_only):
+            for topic in self.input_topics():
+                await topic.maybe_declare()
 
     def _new_transport(self) -> Any:
         from app.kafka_transport import VigilTransport
@@ -144,6 +147,16 @@ class VigilApp(faust.App):  # type: ignore[misc]
         topics = [self.by_counterparty_topic]
         route = BatchRoute(self, "aml-fan-in", topics, self.settings.batch_size)
         return self.batch_routes.add(route)
+
+    def input_topics(self) -> list[TopicT]:
+        """Return the topics producers write to, created (if missing) before the group join.
+
+        Apache Kafka does not auto-create them where ``auto.create.topics.enable`` is off
+        (managed clusters, the test broker), and Faust creates internal topics only: the
+        worker joined without its input and never scored. Existing topics are left alone
+        (a wrong partition count still stops the worker, see agents.transactions).
+        """
+        return [self.transactions_topic, self.labels_topic]
 
     def output_topics(self) -> list[TopicT]:
         """Return the topics Vigil produces to, so they can be created up front."""
