@@ -20,7 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
-from app import app
+from app import app, tansu_compat
 from app.settings import bootstrap_servers
 from app.tansu_compat import HighWatermarkProbe, corrected_end_offsets
 from app.web.feed import AlertFeed, parse_alert
@@ -42,7 +42,7 @@ async def _end_offsets(
     consumer: Any, tps: list[TopicPartition], probe: HighWatermarkProbe | None = None
 ) -> dict[TopicPartition, int]:
     ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
-    if settings.is_embedded_broker:
+    if app.tansu.use(tansu_compat.FEED_END_OFFSETS):
         # tansu's ListOffsets LATEST under-reports; the fetch high watermark is right.
         if probe is not None:
             ends = await probe.corrected(ends)

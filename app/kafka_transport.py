@@ -18,6 +18,8 @@
 * Topic configuration: every topic Vigil creates (its own, the changelogs, the re-keyed and
   Faust's internal ones) gets ``min.insync.replicas`` from the settings, beside Faust's
   replication factor; Faust has no app-wide topic configuration.
+* Topics a worker creates are waited for until the broker's metadata lists them, so the
+  group join that follows sees them (Apache Kafka answers CreateTopics before that).
 * Held records: Faust flushes its producer before it commits offsets, and
   :class:`VigilProducer` first hands over what the batch senders hold back
   (:meth:`agents.output.BatchSender.hold`), so a commit never covers undelivered outputs.
@@ -25,18 +27,29 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from app import tansu_compat
 from app.settings import Settings
+
+#: How long a created topic may take to show in the broker's metadata.
+TOPIC_METADATA_TIMEOUT_S = 30.0
 
 
 def _settings(app: Any) -> Settings:
     """Return the settings of the :class:`app.main.VigilApp` a consumer belongs to."""
     settings: Settings = app.settings
     return settings
+
+
+def _tansu(app: Any) -> tansu_compat.Workarounds:
+    """Return the tansu workaround switch of the app a consumer belongs to."""
+    workarounds: tansu_compat.Workarounds = app.tansu
+    return workarounds
 
 
 class VigilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
@@ -50,13 +63,11 @@ class VigilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignor
 
     async def on_start(self) -> None:
         await super().on_start()
-        settings = _settings(self.app)
-        if settings.is_embedded_broker and not self.app.client_only:
-            from app.tansu_compat import fetch_quiet_partitions_less_often
-
+        hot = [_settings(self.app).topic_transactions]
+        if not self.app.client_only and _tansu(self.app).use(tansu_compat.QUIET_FETCHES):
             # Producers' transactions keep the fetch wait; everything else (labels, re-keyed
             # and fan-in topics, changelogs) waits up to QUIET_FETCH_EVERY_S once idle.
-            fetch_quiet_partitions_less_often(self._consumer, [settings.topic_transactions])
+            tansu_compat.fetch_quiet_partitions_less_often(self._consumer, hot)
 
     async def seek_to_committed(self) -> Any:
         committed = await super().seek_to_committed()
@@ -67,10 +78,8 @@ class VigilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignor
 
     async def _highwaters(self, partitions: list[Any]) -> Any:
         offsets = await super()._highwaters(partitions)
-        if _settings(self.app).is_embedded_broker:
-            from app.tansu_compat import corrected_end_offsets
-
-            return await corrected_end_offsets(self._ensure_consumer(), offsets)
+        if _tansu(self.app).use(tansu_compat.END_OFFSETS):
+            return await tansu_compat.corrected_end_offsets(self._ensure_consumer(), offsets)
         return offsets
 
 
@@ -106,6 +115,22 @@ class VigilProducer(faust_aiokafka.Producer):  # type: ignore[misc]
         for hook in list(self._before_flush):
             await hook()
         await super().flush()
+
+    async def create_topic(
+        self, topic: str, partitions: int, replication: int, **kwargs: Any
+    ) -> None:
+        """Create ``topic`` (if missing), then wait until the broker's metadata lists it.
+
+        Apache Kafka answers CreateTopics once its controller has the topic; the broker's
+        metadata catches up a moment later. A group join in between left the topic out of
+        the assignment ("Ignoring missing topic"), and with a global table's changelog left
+        out, a new app's first worker hung in its join and never got ready. tansu creates
+        topics before it answers, so this returns at once there.
+        """
+        await super().create_topic(topic, partitions, replication, **kwargs)
+        if self.app.conf.topic_allow_declare:
+            client = self._ensure_producer().client
+            await asyncio.wait_for(client._wait_on_metadata(topic), TOPIC_METADATA_TIMEOUT_S)
 
 
 def topic_config(settings: Settings, config: Mapping[str, Any] | None) -> dict[str, Any]:

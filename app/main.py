@@ -22,6 +22,7 @@ from app.failfast import (
 )
 from app.kafka_security import KafkaSecurity, KafkaSecurityError, security_from_settings
 from app.settings import Settings, SettingsError, bootstrap_servers, load_settings
+from app.tansu_compat import Workarounds
 from monitoring.metrics import VigilMetrics
 
 
@@ -35,6 +36,8 @@ class VigilApp(faust.App):  # type: ignore[misc]
         #: TLS and SASL of every Kafka client: Faust's and Vigil's own (feed, simulator).
         self.kafka_security = security or security_from_settings(settings)
         self.metrics = VigilMetrics(drift_window=settings.drift_window)
+        #: The embedded broker's workarounds: asked before each one, off on Apache Kafka.
+        self.tansu = Workarounds(settings.is_embedded_broker)
         #: The served model (agents.pipeline.ServedModel), loaded when the agent starts.
         self.scoring_model: Any = None
         #: AML rules and lists (models.aml.runtime.AmlRuntime), loaded when an agent starts.
@@ -92,6 +95,9 @@ class VigilApp(faust.App):  # type: ignore[misc]
             s.broker_connect_timeout_s,
             self.kafka_security,
         )
+        if not (self.producer_only or self.client_only):
+            for topic in self.input_topics():
+                await topic.maybe_declare()
 
     def _new_transport(self) -> Any:
         from app.kafka_transport import VigilTransport
@@ -151,6 +157,16 @@ class VigilApp(faust.App):  # type: ignore[misc]
         topics = [self.by_counterparty_topic]
         route = BatchRoute(self, "aml-fan-in", topics, self.settings.batch_size)
         return self.batch_routes.add(route)
+
+    def input_topics(self) -> list[TopicT]:
+        """Return the topics producers write to, created (if missing) before the group join.
+
+        Apache Kafka does not auto-create them where ``auto.create.topics.enable`` is off
+        (managed clusters, the test broker), and Faust creates internal topics only: the
+        worker joined without its input and never scored. Existing topics are left alone
+        (a wrong partition count still stops the worker, see agents.transactions).
+        """
+        return [self.transactions_topic, self.labels_topic]
 
     def output_topics(self) -> list[TopicT]:
         """Return the topics Vigil produces to, so they can be created up front."""

@@ -1,7 +1,8 @@
 """Workarounds for the embedded tansu 0.6.0 broker, and only for it.
 
 Everything here runs only when ``VIGIL_BROKER_FLAVOR=tansu`` (set by the demo and the test
-fixtures). Apache Kafka deployments never take these paths.
+fixtures): each caller asks the app's :class:`Workarounds` first. Apache Kafka deployments never
+take these paths (tests/integration/test_broker_flavor.py asks a running worker).
 
 Quirks handled:
 
@@ -38,6 +39,37 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+#: The workarounds a worker can take, by the name it logs when it first uses one.
+QUIET_FETCHES = "idle partitions fetched less often"
+END_OFFSETS = "end offsets raised to the fetch high watermark"
+FEED_END_OFFSETS = "web feed end offsets raised to the fetch high watermark"
+LAG_FROM_FETCH = "consumer lag from the last fetch's high watermark"
+WORKAROUNDS = (QUIET_FETCHES, END_OFFSETS, FEED_END_OFFSETS, LAG_FROM_FETCH)
+
+
+class Workarounds:
+    """The one switch of a process's tansu workarounds: on only for ``VIGIL_BROKER_FLAVOR=tansu``.
+
+    Every place that works around a quirk asks :meth:`use` first, so none is taken on Apache
+    Kafka, and the log tells which ones a worker took (``tansu workaround on: <name>``, once).
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        #: The workarounds taken so far.
+        self.used: set[str] = set()
+
+    def use(self, name: str) -> bool:
+        """Tell whether to work around quirk ``name`` (one of :data:`WORKAROUNDS`)."""
+        if name not in WORKAROUNDS:
+            raise ValueError(f"unknown tansu workaround {name!r}")
+        if not self.enabled:
+            return False
+        if name not in self.used:
+            self.used.add(name)
+            log.info("tansu workaround on: %s", name)
+        return True
 
 
 def _new_probe(bootstrap: Any) -> Any:

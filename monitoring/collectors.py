@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from app import app
+from app import app, tansu_compat
 from monitoring.drift import Reference, ScoreWindow, reference_from_artifact, window_psi
 from monitoring.lag import consumer_lag
 
@@ -78,7 +78,7 @@ async def report_consumer_lag() -> None:
         app.metrics.set_consumer_lag({})
         return
     try:
-        if s.is_embedded_broker:
+        if app.tansu.use(tansu_compat.LAG_FROM_FETCH):
             # tansu under-reports ListOffsets; the high watermark of the last fetch is right.
             ends = {tp: consumer.highwater(tp) for tp in tps}
         else:

@@ -26,6 +26,9 @@ from tests.integration.aml_support import wait_for_log
 from tests.integration.kafka_io import consume, produce
 from tests.unit.aml_support import DEFAULT_RULES
 
+#: Start checks, exit codes and file reloads do not depend on the broker's flavour: tansu only.
+pytestmark = pytest.mark.brokers("tansu")
+
 FAUST = str(Path(sys.executable).parent / "faust")
 #: Guards the test run only (a worker that hangs fails the test instead of blocking it).
 GUARD_S = 180.0

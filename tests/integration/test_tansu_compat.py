@@ -10,7 +10,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.tansu_compat import HighWatermarkProbe, corrected_end_offsets
 
-pytestmark = pytest.mark.integration
+#: Workarounds of tansu's quirks, checked on tansu: Apache Kafka has neither quirk (its side is
+#: test_broker_flavor.py: none of these is installed there).
+pytestmark = [pytest.mark.integration, pytest.mark.brokers("tansu")]
 
 
 def test_list_offsets_under_reports_and_fetch_high_watermark_corrects_it(broker: Any) -> None:

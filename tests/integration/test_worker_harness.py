@@ -9,7 +9,8 @@ import pytest
 
 from tests.integration.worker import READY_LINE, WorkerProcess, isolated_env
 
-pytestmark = pytest.mark.integration
+#: A check of the test harness itself, not of Vigil on a broker: tansu only.
+pytestmark = [pytest.mark.integration, pytest.mark.brokers("tansu")]
 
 
 def test_an_earlier_ready_line_in_a_reused_log_does_not_count(
