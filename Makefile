@@ -23,7 +23,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## Lint, type-check, then every test (unit and integration on the embedded broker).
+## Lint, type-check, then every test: unit, and integration on the embedded tansu broker and
+## on Apache Kafka (one KRaft node; its jars are fetched with mvn on first use).
 test: lint
 	$(BIN)/python -m pytest -q
 

@@ -73,8 +73,21 @@ class VigilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignor
         committed = await super().seek_to_committed()
         unset = [tp for tp, offset in committed.items() if not offset or offset < 0]
         if unset:
-            await self.call_thread(self._ensure_consumer().seek_to_beginning, *unset)
+            await self.call_thread(self._rewind_assigned, unset)
         return committed
+
+    async def _rewind_assigned(self, tps: list[Any]) -> None:
+        """Seek those of ``tps`` still assigned to their beginning (in the consumer's thread).
+
+        A rebalance between the committed-offset lookup and this seek took some partitions
+        away: seeking them raised IllegalStateError, which ended the drain loop and crashed
+        the worker when a second worker joined.
+        """
+        consumer = self._ensure_consumer()
+        assigned = consumer.assignment()
+        held = [tp for tp in tps if tp in assigned]
+        if held:  # no partitions at all would mean every assigned partition
+            await consumer.seek_to_beginning(*held)
 
     async def _highwaters(self, partitions: list[Any]) -> Any:
         offsets = await super()._highwaters(partitions)
