@@ -24,15 +24,17 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 ## Lint, type-check, then every test: unit, and integration on the embedded tansu broker and
-## on Apache Kafka (one KRaft node; its jars are fetched with mvn on first use).
+## on Apache Kafka (one KRaft node; its jars are fetched with mvn on first use). Two pytest
+## processes: most of an integration test's time is spent waiting on a broker or a worker.
+PYTEST_PARALLEL ?= -n 2 --dist worksteal
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
 integration: $(STAMP)
-	$(BIN)/python -m pytest -q tests/integration
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) tests/integration
 
 ## Throughput and latency benchmark (prints its figures): on the embedded broker, or on a
 ## local Apache Kafka with `make bench BROKER=kafka`.

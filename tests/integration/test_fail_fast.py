@@ -24,26 +24,18 @@ import pytest
 from app.embedded_broker import free_port
 from tests.integration.aml_support import wait_for_log
 from tests.integration.kafka_io import consume, produce
+from tests.integration.worker import run_faust
 from tests.unit.aml_support import DEFAULT_RULES
 
 #: Start checks, exit codes and file reloads do not depend on the broker's flavour: tansu only.
 pytestmark = pytest.mark.brokers("tansu")
 
-FAUST = str(Path(sys.executable).parent / "faust")
 #: Guards the test run only (a worker that hangs fails the test instead of blocking it).
 GUARD_S = 180.0
 
 
 def _run(args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    done = subprocess.run(
-        [FAUST, "-A", "app", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=GUARD_S,
-        check=False,
-    )
-    return done.returncode, done.stdout.decode(errors="replace")
+    return run_faust(args, env, GUARD_S)
 
 
 def _the_one_line(output: str, marker: str) -> str:

@@ -32,9 +32,7 @@ from tests.integration.load import LoadGenerator, Produced, ScoredWatcher, repla
 from tests.integration.tables import read_accounts
 from tests.integration.worker import WorkerProcess
 
-#: The slowest scenarios (about 8 minutes) run once, on tansu: on Kafka, worker kills and
-#: restarts are test_restart_under_load.py and test_recovery.py, broker kills the cluster tests.
-pytestmark = [pytest.mark.integration, pytest.mark.brokers("tansu")]
+pytestmark = pytest.mark.integration
 
 RATE = 800.0
 PARTITIONS = [0, 1, 2, 3]

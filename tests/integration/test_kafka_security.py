@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -29,10 +27,9 @@ from app.kafka_security import KafkaSecurity, diagnose_connection, security_from
 from app.local_kafka import LocalKafka
 from app.settings import load_settings
 from tests.integration.aml_support import wait_for_log
-from tests.integration.worker import WorkerProcess, isolated_env
+from tests.integration.worker import WorkerProcess, isolated_env, run_faust
 from tests.tls_support import Pki, make_pki
 
-FAUST = str(Path(sys.executable).parent / "faust")
 #: Guards the test run only: a process that hangs fails the test instead of blocking it.
 GUARD_S = 120.0
 #: Unique, so that finding it in any output means it leaked.
@@ -120,15 +117,7 @@ def _env(secured: SecuredKafka, model: Path, data_dir: Path, **security: str) ->
 
 
 def _run(args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    done = subprocess.run(
-        [FAUST, "-A", "app", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=GUARD_S,
-        check=False,
-    )
-    return done.returncode, done.stdout.decode(errors="replace")
+    return run_faust(args, env, GUARD_S)
 
 
 async def _create_topic(bootstrap: str, topic: str, security: KafkaSecurity) -> None:

@@ -128,8 +128,5 @@ def test_kill_9_before_any_commit_under_load_recovers_and_counts_every_tx_once(
     _assert_one_pass(load, scored, Path(env["VIGIL_DATA_DIR"]))
 
 
-def test_sigterm_under_load_restarts_and_counts_every_tx_once(
-    broker: Any, worker_env: dict[str, str], start_worker: Any
-) -> None:
-    load, scored = _restart_under_load(broker, worker_env, start_worker, signal.SIGTERM)
-    _assert_one_pass(load, scored, Path(worker_env["VIGIL_DATA_DIR"]))
+# A SIGTERM under load and the restart after it: test_faults.py's sigterm-then-kill plan, on
+# both brokers.

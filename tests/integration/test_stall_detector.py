@@ -16,8 +16,8 @@ pytestmark = pytest.mark.integration
 #: judged every partition several times over the traffic below. It reports a partition
 #: only while records wait there (high watermark past the position), so the traffic is
 #: heavier than the worker takes at once.
-STALL_TIMEOUT_S = 2.0
-TRAFFIC_S = 20.0
+STALL_TIMEOUT_S = 5.0
+TRAFFIC_S = 25.0
 RATE = 1500.0
 
 FALSE_STALLS = ("Stream has not started processing", "Stream stopped processing")

@@ -14,6 +14,23 @@ from typing import Protocol
 from app.embedded_broker import die_with_parent, free_port
 
 READY_LINE = "[^Worker]: Ready"
+FAUST = str(Path(sys.executable).parent / "faust")
+
+
+def run_faust(args: list[str], env: dict[str, str], timeout_s: float) -> tuple[int, str]:
+    """Run ``faust -A app ARGS`` to its end; return its exit code and output (both streams).
+
+    ``timeout_s`` guards the test run only: a command that hangs fails the test.
+    """
+    done = subprocess.run(
+        [FAUST, "-A", "app", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=timeout_s,
+        check=False,
+    )
+    return done.returncode, done.stdout.decode(errors="replace")
 
 
 class Broker(Protocol):
