@@ -33,7 +33,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, KafkaError
 from faust.transport import consumer as faust_consumer
 from faust.types import TP
 from mode.utils.futures import notify
@@ -155,6 +155,7 @@ class BatchRoute:
 
         def cleared() -> None:
             self.cleared = True
+            log.debug("queue cleared, dropping %s", list(queue._queue))
             clear()
 
         queue.clear = cleared
@@ -354,7 +355,46 @@ class RereadCleared:
         except IllegalStateError as exc:
             log.info("seek to committed offsets overtaken by a rebalance; again: %s", exc)
             self.again = True
+        except KafkaError as exc:
+            # A coordinator moving or busy (the committed-offset lookup fails): the dropped
+            # records must still come again, so seek at the next call rather than end the
+            # drain loop (which would stop the worker).
+            log.warning("seek to committed offsets failed, trying again: %r", exc)
+            self.again = True
         return True
+
+
+async def deliver_in_order(
+    route: BatchRoute,
+    consumer: Any,
+    batches: Iterable[RecordBatch],
+    before_each: Callable[[], Awaitable[None]],
+    reread_cleared: Callable[[], Awaitable[bool]],
+    read_offset: dict[TP, int | None],
+) -> bool:
+    """Queue one fetch's batches for ``route``'s agent in offset order; False once one is not.
+
+    Faust clears the channel's queue whenever the flow resumes (a recovery ending, for one),
+    dropping the batches in it. Once a batch of this fetch was dropped, no later one may be
+    queued: the agent would apply it first, the accounts' input-offset marks
+    (models.redelivery) would move past the dropped records, and when those were read again
+    they would be taken for redeliveries, scored but never counted. So a clear is looked for
+    right before each batch is queued, with no await between that check and the put (the
+    commit in ``before_each`` is where the event loop ran the recovery that cleared it), and
+    again after a put that had to wait.
+    """
+    for batch in batches:
+        await before_each()
+        if await reread_cleared():
+            return False
+        before = {tp: read_offset[tp] for tp in batch.offsets}
+        delivered = await route.deliver(consumer, batch)
+        if await reread_cleared() or not delivered:
+            return False
+        for tp, offsets in batch.offsets.items():
+            if read_offset[tp] == before[tp]:  # else a seek moved it while we waited
+                read_offset[tp] = offsets[-1]
+    return True
 
 
 async def drain(consumer: Any, fetcher: Any, routes: BatchRoutes) -> None:
@@ -399,18 +439,10 @@ async def drain(consumer: Any, fetcher: Any, routes: BatchRoutes) -> None:
                 last = offset
             if kept:
                 fresh.append((tp, kept))
-        for batch in split_batches(fresh, route.max_records, app.consumer_generation_id):
-            await maybe_commit()
-            before = {tp: read_offset[tp] for tp in batch.offsets}
-            delivered = await route.deliver(consumer, batch)
-            if await reread_cleared():
-                return False
-            if not delivered:
-                return False
-            for tp, offsets in batch.offsets.items():
-                if read_offset[tp] == before[tp]:  # else a seek moved it while we waited
-                    read_offset[tp] = offsets[-1]
-        return True
+        batches = split_batches(fresh, route.max_records, app.consumer_generation_id)
+        return await deliver_in_order(
+            route, consumer, batches, maybe_commit, reread_cleared, read_offset
+        )
 
     def current(generation_id: int) -> bool:
         return bool(consumer.flow_active) and app.consumer_generation_id == generation_id

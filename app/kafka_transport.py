@@ -34,6 +34,7 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from app import tansu_compat
+from app.failfast import EX_SOFTWARE, stop_process
 from app.settings import Settings
 
 #: How long a created topic may take to show in the broker's metadata.
@@ -109,7 +110,20 @@ class VigilConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             return
         from app.batch_delivery import drain
 
-        await drain(self, fetcher, routes)
+        try:
+            await drain(self, fetcher, routes)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self.app.should_stop:
+                return  # stopping anyway: the error is the shutdown's, not the stream's
+            # Faust would crash the fetcher service and leave the process up: a worker that
+            # holds its partitions and consumes nothing, unnoticed by its supervisor.
+            stop_process(
+                f"the consumer's fetch loop failed ({type(exc).__name__}: {exc}); "
+                "stopping the worker so that its supervisor restarts it from the last commit",
+                EX_SOFTWARE,
+            )
 
 
 class VigilProducer(faust_aiokafka.Producer):  # type: ignore[misc]

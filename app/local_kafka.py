@@ -402,7 +402,15 @@ def _maven_problem(output: str) -> str:
 
 
 def _cluster_id() -> str:
-    """Return a fresh KRaft cluster id (what ``kafka-storage random-uuid`` prints)."""
+    """Return a fresh KRaft cluster id (what ``kafka-storage random-uuid`` prints).
+
+    Like Kafka's ``Uuid.randomUuid``, never one that starts with ``-``: the storage tool
+    would read it as an option ("argument --cluster-id/-t: expected one argument"), which
+    failed one broker start in 64.
+    """
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

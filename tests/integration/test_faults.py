@@ -207,8 +207,14 @@ def _resume_after(run: Run, fault: FaultRecord, signalled_s: float, gone_s: floa
         fault.resume_s = first.scored_ts_ms / 1000 - signalled_s
 
 
-def _check_outputs(run: Run, produced: Produced, fig: Figures) -> None:
-    """Every valid tx_id scored, every malformed message dead-lettered."""
+def _check_outputs(
+    run: Run, produced: Produced, fig: Figures, workers: list[WorkerProcess]
+) -> None:
+    """Every valid tx_id scored, every malformed message dead-lettered.
+
+    When some are missing, the message says whether each worker still runs and how its log
+    ends: a worker that exited and one that runs but stopped scoring read alike otherwise.
+    """
     assert run.watcher is not None
     valid_ids = {r.tx_id for r in produced.valid if r.tx_id is not None}
     missing = valid_ids - run.watcher.ids
@@ -224,9 +230,24 @@ def _check_outputs(run: Run, produced: Produced, fig: Figures) -> None:
     not_dead = set(bad) - {r.value for r in dead}
     assert not missing, (
         f"{len(missing)} valid transactions never scored; by input partition: "
-        f"{_by_partition(produced, missing)}"
+        f"{_by_partition(produced, missing)}; {_workers_now(workers)}"
     )
     assert not not_dead, f"{len(not_dead)} malformed messages not dead-lettered"
+
+
+def _workers_now(workers: list[WorkerProcess]) -> str:
+    """Say whether each worker still runs, with the last lines of its log."""
+    out = []
+    for w in workers:
+        code = None if w.proc is None else w.proc.poll()
+        state = "running" if w.proc is not None and code is None else f"exited ({code})"
+        tail = [
+            line
+            for line in w.log().splitlines()
+            if line.strip() and "not found in cluster metadata" not in line
+        ][-15:]
+        out.append(f"{w.log_path.name}: {state}; log ends:\n" + "\n".join(tail))
+    return "\n".join(out)
 
 
 def _by_partition(produced: Produced, tx_ids: set[str]) -> dict[int, str]:
@@ -377,7 +398,7 @@ def test_restarts_under_load_lose_nothing_and_count_nothing_twice(
         run.stop(fig)
         raise
     produced = run.end(fig)
-    _check_outputs(run, produced, fig)
+    _check_outputs(run, produced, fig, [worker])
     assert worker.stop() == 0
     live = {a: _effect(st) for a, st in read_accounts(data_dir).items()}
     expected = {a: _effect(st) for a, st in replay_states(produced.records, env).items()}
@@ -435,7 +456,7 @@ def test_worker_joins_and_another_leaves_mid_stream(
         run.stop(fig)
         raise
     produced = run.end(fig)
-    _check_outputs(run, produced, fig)
+    _check_outputs(run, produced, fig, [second])
     expected = replay_states(produced.records, env)
     want = {a: _view(a, s) for a, s in expected.items()}
     live = _api_views(second, sorted(expected))

@@ -97,7 +97,8 @@ class WorkerProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(faust), "-A", "app", "worker", "-l", "info"],
-                env=self.env,
+                # Unbuffered: the log of a worker killed with -9 keeps its last lines.
+                env={**self.env, "PYTHONUNBUFFERED": "1"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 # A test run that is killed takes its workers with it (start from the main

@@ -13,12 +13,19 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, NotCoordinatorForGroupError
 from faust.types import TP
 from mode import Service
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-from app.batch_delivery import BatchRoute, BatchRoutes, RecordBatch, RereadCleared, split_batches
+from app.batch_delivery import (
+    BatchRoute,
+    BatchRoutes,
+    RecordBatch,
+    RereadCleared,
+    deliver_in_order,
+    split_batches,
+)
 
 A0 = TP("tx", 0)
 A1 = TP("tx", 1)
@@ -328,3 +335,93 @@ async def test_a_seek_overtaken_by_a_rebalance_is_done_again_not_raised() -> Non
     assert consumer.seeks == 3
     assert not await reread()  # done: nothing more to seek
     assert consumer.seeks == 3
+
+
+def _open_route(maxsize: int) -> tuple[BatchRoute, BatchRoutes, FlowControlEvent, Any]:
+    """A route with room in its channel queue (Faust's kind, cleared when the flow resumes)."""
+    flow = FlowControlEvent(initially_suspended=False)
+    queue: ThrowableQueue[Any] = ThrowableQueue(
+        maxsize=maxsize, flow_control=flow, clear_on_resume=True
+    )
+    route = _route(FakeApp({"tx"}))
+    route.channel = SimpleNamespace(_subscribers=[SimpleNamespace(queue=queue)])
+    routes = BatchRoutes()
+    routes.add(route)
+    return route, routes, flow, queue
+
+
+async def test_no_batch_of_a_fetch_is_queued_after_an_earlier_one_was_cleared() -> None:
+    # A worker's recovery ends (the flow resumes, Faust clears the queue) while the drain
+    # loop commits between two batches of one fetch. The first batch is dropped; the second
+    # must not be queued, or the agent applies it first and the first one's records, read
+    # again, fall below the accounts' input-offset marks: scored, never counted (the
+    # wiped-disk restart under load lost ~800 transactions this way).
+    route, routes, flow, queue = _open_route(maxsize=4)
+    consumer = DeliveryConsumer()
+    first = RecordBatch(recs(A0, 0, 1), {A0: [0, 1]})
+    second = RecordBatch(recs(A0, 2, 3), {A0: [2, 3]})
+    commits = 0
+
+    async def commit_then_recovery_ends() -> None:
+        nonlocal commits
+        commits += 1
+        if commits == 2:  # the commit before the second batch: recovery completes meanwhile
+            await asyncio.sleep(0)
+            flow.resume()
+
+    read_offset: dict[TP, int | None] = {A0: None}
+    delivered = await deliver_in_order(
+        route,
+        consumer,
+        [first, second],
+        commit_then_recovery_ends,
+        RereadCleared(consumer, routes),
+        read_offset,
+    )
+    assert commits == 2  # the clear really came between the two batches
+    assert delivered is False
+    assert queue.empty()  # neither batch will be processed out of order...
+    assert consumer.seeks == 1  # ...both come again from the committed offset
+    assert read_offset[A0] == 1  # the first was handed over before the clear
+
+
+async def test_a_fetch_is_queued_whole_and_in_order_without_a_clear() -> None:
+    route, routes, _, queue = _open_route(maxsize=4)
+    consumer = DeliveryConsumer()
+    batches = [RecordBatch(recs(A0, o), {A0: [o]}) for o in range(3)]
+
+    async def no_commit() -> None:
+        return None
+
+    read_offset: dict[TP, int | None] = {A0: None}
+    assert await deliver_in_order(
+        route, consumer, batches, no_commit, RereadCleared(consumer, routes), read_offset
+    )
+    assert [queue.get_nowait() for _ in range(3)] == batches
+    assert consumer.seeks == 0
+    assert read_offset[A0] == 2
+
+
+class FailingSeekConsumer:
+    """A consumer whose committed-offset lookup fails once (a coordinator moving)."""
+
+    def __init__(self) -> None:
+        self.seeks = 0
+
+    async def perform_seek(self) -> None:
+        self.seeks += 1
+        if self.seeks == 1:
+            raise NotCoordinatorForGroupError("coordinator moved")
+
+
+async def test_a_failed_seek_to_the_committed_offsets_is_tried_again_not_raised() -> None:
+    # Raised, it ended the drain loop: a worker that holds its partitions and reads nothing.
+    routes = BatchRoutes()
+    route = routes.add(_route(FakeApp({"tx"})))
+    consumer = FailingSeekConsumer()
+    reread = RereadCleared(consumer, routes)
+    route.cleared = True
+    assert await reread()  # failed: the current records are dropped...
+    assert await reread()  # ...and the seek is done at the next call
+    assert consumer.seeks == 2
+    assert not await reread()

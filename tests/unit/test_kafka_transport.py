@@ -1,14 +1,16 @@
-"""The consumer thread's rewind of never-committed partitions survives a rebalance."""
+"""The consumer thread's rewind survives a rebalance; a dead fetch loop stops the worker."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 
-from app.kafka_transport import VigilConsumerThread
+from app import batch_delivery, kafka_transport
+from app.kafka_transport import VigilConsumer, VigilConsumerThread
 
 
 class Consumer:
@@ -45,3 +47,38 @@ async def test_nothing_left_assigned_seeks_nothing() -> None:
     consumer = Consumer({tp1})
     await VigilConsumerThread._rewind_assigned(_thread(consumer), [tp0])
     assert consumer.rewound == []  # not every assigned partition (aiokafka's empty call)
+
+
+async def _failing_drain(consumer: Any, fetcher: Any, routes: Any) -> None:
+    raise RuntimeError("fetch loop broke")
+
+
+def _consumer(stopping: bool) -> Any:
+    return SimpleNamespace(app=SimpleNamespace(batch_routes=["route"], should_stop=stopping))
+
+
+async def test_a_dead_fetch_loop_stops_the_worker_instead_of_leaving_it_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stops: list[tuple[str, int]] = []
+
+    def stop(message: str, code: int) -> None:
+        stops.append((message, code))
+
+    monkeypatch.setattr(batch_delivery, "drain", _failing_drain)
+    monkeypatch.setattr(kafka_transport, "stop_process", stop)
+    await VigilConsumer._drain_messages(_consumer(stopping=False), fetcher=None)
+    assert len(stops) == 1
+    message, code = stops[0]
+    assert code == 70
+    assert "fetch loop failed (RuntimeError: fetch loop broke)" in message
+
+
+async def test_an_error_while_the_worker_stops_is_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stops: list[tuple[str, int]] = []
+    monkeypatch.setattr(batch_delivery, "drain", _failing_drain)
+    monkeypatch.setattr(kafka_transport, "stop_process", lambda m, c: stops.append((m, c)))
+    await VigilConsumer._drain_messages(_consumer(stopping=True), fetcher=None)
+    assert stops == []
