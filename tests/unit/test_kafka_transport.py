@@ -30,7 +30,7 @@ class Consumer:
 
 
 def _thread(consumer: Consumer) -> Any:
-    return SimpleNamespace(_ensure_consumer=lambda: consumer)
+    return SimpleNamespace(aiokafka_consumer=lambda: consumer)
 
 
 async def test_partitions_taken_by_a_rebalance_are_not_sought() -> None:
