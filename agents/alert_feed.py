@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
 from app import app, tansu_compat
+from app.internals import aiokafka_client
 from app.settings import bootstrap_servers
 from app.tansu_compat import HighWatermarkProbe, corrected_end_offsets
 from app.web.feed import AlertFeed, parse_alert
@@ -64,7 +65,7 @@ async def _partitions(consumer: Any, topics: Iterable[str]) -> list[TopicPartiti
                 missing.append(topic)
         if not missing:
             return found
-        await consumer._client.force_metadata_update()
+        await aiokafka_client.refresh_metadata(consumer)
         await asyncio.sleep(1.0)
 
 
@@ -116,7 +117,7 @@ class AlertFeedService(Service):  # type: ignore[misc]
             **app.kafka_security.client_kwargs(),
         )
         await consumer.start()
-        probe = HighWatermarkProbe(consumer._client._bootstrap_servers)
+        probe = HighWatermarkProbe(aiokafka_client.bootstrap_servers_of(consumer))
         # Reads the workers' committed offsets; it never subscribes, so it never joins.
         offsets = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers(settings.broker_url),

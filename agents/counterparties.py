@@ -28,6 +28,7 @@ from faust.types import TP
 from agents.output import BatchSender
 from agents.pipeline import InMessage, dead_letter_headers, exit_now, fit_dead_letter
 from app import app
+from app.internals.faust_transport import aiokafka_producer
 from app.settings import Settings
 from models.aml.forward import Forwarded, fanin_alert, parse_forward
 from models.aml.runtime import AmlRuntime
@@ -207,7 +208,7 @@ async def _start() -> FanInPipeline:
     for topic in topics:
         await topic.maybe_declare()
     producer: Any = app.producer
-    sender = BatchSender(producer._ensure_producer(), on_error=exit_now)
+    sender = BatchSender(aiokafka_producer(producer), on_error=exit_now)
     store = AccountStore(counterparty_aml_table)
     deadletter = settings.topic_deadletter
     await sender.prepare([*settings.alert_topics().values(), store.changelog_topic, deadletter])

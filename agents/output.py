@@ -19,6 +19,8 @@ from typing import Any
 
 from murmurhash2 import murmurhash2
 
+from app.internals import aiokafka_client
+
 Headers = list[tuple[str, bytes]]
 #: Seed of Kafka's murmur2 partitioner (the Java client, aiokafka and Faust all use it).
 MURMUR2_SEED = 0x9747B28C
@@ -80,7 +82,7 @@ class BatchSender:
         """Load metadata of the topics so partitions can be computed synchronously."""
         client = self._producer.client
         for topic in topics:
-            await client._wait_on_metadata(topic)
+            await aiokafka_client.wait_on_metadata(client, topic)
             self._counts[topic] = self._listed_count(topic)
             # Track it from now on: a topic the client only knows from its bootstrap (all
             # topics) metadata drops out of the cluster view at the next refresh, which asks

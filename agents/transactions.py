@@ -13,6 +13,7 @@ from agents.output import BatchSender
 from agents.pipeline import TransactionPipeline, exit_now
 from agents.served_model import ModelWatcher
 from app import app
+from app.internals.faust_transport import aiokafka_producer
 from tables.accounts import AccountStore, accounts_table
 from tables.counterparty_risk import CounterpartyRiskStore, counterparty_risk_table
 
@@ -27,7 +28,7 @@ async def _start_pipeline() -> TransactionPipeline:
     for topic in outputs:
         await topic.maybe_declare()
     producer: Any = app.producer  # the aiokafka driver's Producer
-    sender = BatchSender(producer._ensure_producer(), on_error=exit_now)
+    sender = BatchSender(aiokafka_producer(producer), on_error=exit_now)
     names = [t.get_topic_name() for t in outputs]
     changelog = str(accounts_table.changelog_topic.get_topic_name())
     await app.by_counterparty_topic.maybe_declare()  # fan-in stage (AML, issue 4)

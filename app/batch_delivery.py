@@ -22,21 +22,33 @@ What stays Faust's, unchanged:
   queue when the flow resumes, and are read again from the committed offset;
 * every other topic: its messages take Faust's per-message path, as before.
 
-This module is the one place that reads Faust's consumer internals for it; the pinned
-``faust-streaming`` version is the one it was written against.
+Faust's consumer internals (its ack bookkeeping, read offsets, fetch wait) are reached
+through :mod:`app.internals.faust_consumer`, the channel's queue through
+:mod:`app.internals.faust_channel`. :func:`drain` is a copy of Faust's private drain loop; it
+stays here beside the batch routes it feeds, and the contract test pins the original's source.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    MutableMapping,
+    Sequence,
+)
 from typing import Any
 
 from aiokafka.errors import IllegalStateError, KafkaError
 from faust.transport import consumer as faust_consumer
 from faust.types import TP
-from mode.utils.futures import notify
+
+from app.internals import faust_channel
+from app.internals import faust_consumer as internals
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +151,10 @@ class BatchRoute:
             self._subscriptions = [topic.__aiter__() for topic in self.topics]
 
     def _queue(self) -> Any | None:
-        for subscriber in self.channel._subscribers:
-            queue = subscriber.queue
-            if queue is not self._watched:
-                self._watch(queue)
-            return queue
-        return None
+        queue = faust_channel.subscriber_queue(self.channel)
+        if queue is not None and queue is not self._watched:
+            self._watch(queue)
+        return queue
 
     def _watch(self, queue: Any) -> None:
         """Note every clear of ``queue`` (mode's FlowControlEvent clears it on resume)."""
@@ -155,7 +165,7 @@ class BatchRoute:
 
         def cleared() -> None:
             self.cleared = True
-            log.debug("queue cleared, dropping %s", list(queue._queue))
+            log.debug("queue cleared, dropping %s", list(faust_channel.queued_items(queue)))
             clear()
 
         queue.clear = cleared
@@ -202,7 +212,7 @@ class BatchRoute:
         queue = self._queue()
         if queue is None:
             return batch
-        waiting = queue._queue  # asyncio.Queue's deque: look at the next batch, keep it queued
+        waiting = faust_channel.queued_items(queue)  # look at the next batch, keep it queued
         batches = [batch]
         size = len(batch)
         deadline = asyncio.get_running_loop().time() + linger_s
@@ -261,7 +271,7 @@ class BatchRoute:
     def begin(self, batch: RecordBatch) -> None:
         """Mark ``batch`` as in process: a rebalance now waits for its :meth:`ack`."""
         consumer = self.app.consumer
-        consumer._unacked_messages.add(batch)
+        internals.add_unacked(consumer, batch)
         count_in = getattr(self.app.monitor, "count_batch_in", None)
         if count_in is not None:
             for tp, offsets in batch.offsets.items():
@@ -274,28 +284,16 @@ class BatchRoute:
         """
         consumer = self.app.consumer
         acks_enabled_for = self.app.topics.acks_enabled_for
-        n = 0
-        with faust_consumer.ack_lock:  # type: ignore[attr-defined]
+        with internals.ack_lock():
             if batch.acked:
                 return 0
             batch.acked = True
             batch.refcount = 0
             try:
-                for tp, offsets in batch.offsets.items():
-                    if not acks_enabled_for(tp.topic):
-                        continue
-                    committed = consumer._committed_offset[tp]
-                    index = consumer._acked_index[tp]
-                    acked = consumer._acked[tp]
-                    for offset in offsets:
-                        if (committed is None or offset >= committed) and offset not in index:
-                            index.add(offset)
-                            acked.append(offset)
-                            n += 1
-                consumer._n_acked += n
-                consumer._unacked_messages.discard(batch)
+                n = internals.record_acks(consumer, batch.offsets, acks_enabled_for)
+                internals.discard_unacked(consumer, batch)
             finally:
-                notify(consumer._waiting_for_ack)
+                internals.wake_ack_waiters(consumer)
         count_out = getattr(self.app.monitor, "count_batch_out", None)
         if count_out is not None:
             count_out(len(batch))
@@ -370,7 +368,7 @@ async def deliver_in_order(
     batches: Iterable[RecordBatch],
     before_each: Callable[[], Awaitable[None]],
     reread_cleared: Callable[[], Awaitable[bool]],
-    read_offset: dict[TP, int | None],
+    read_offset: MutableMapping[TP, int | None],
 ) -> bool:
     """Queue one fetch's batches for ``route``'s agent in offset order; False once one is not.
 
@@ -405,25 +403,24 @@ async def drain(consumer: Any, fetcher: Any, routes: BatchRoutes) -> None:
     the delivery was given up because the flow was suspended (a seek follows either way).
     """
     callback = consumer.callback
-    consumer_should_stop = consumer._stopped.is_set
-    fetcher_should_stop = fetcher._stopped.is_set
-    read_offset = consumer._read_offset
+    consumer_should_stop = internals.stop_check(consumer)
+    fetcher_should_stop = internals.stop_check(fetcher)
+    read_offset = internals.read_offsets(consumer)
     set_flag = consumer.diag.set_flag
     unset_flag = consumer.diag.unset_flag
     acks_enabled_for = consumer.app.topics.acks_enabled_for
-    commit_every = consumer._commit_every
+    commit_every = internals.commit_every(consumer)
     app = consumer.app
 
     async def maybe_commit() -> None:
-        if commit_every is not None and consumer._n_acked >= commit_every:
-            consumer._n_acked = 0
+        if internals.take_commit_due(consumer, commit_every):
             await consumer.commit()
 
     async def note_gap(tp: TP, last: int | None, offset: int) -> None:
         # Offsets the broker skipped (compaction, transaction markers) still let commits
         # move past them, as in Faust.
         if last and offset - last > 1 and acks_enabled_for(tp.topic):
-            await consumer._add_gap(tp, last + 1, offset)
+            await internals.add_gap(consumer, tp, last + 1, offset)
 
     async def deliver_routed(route: BatchRoute, parts: list[tuple[TP, list[Any]]]) -> bool:
         fresh: list[tuple[TP, list[Any]]] = []
@@ -452,7 +449,7 @@ async def drain(consumer: Any, fetcher: Any, routes: BatchRoutes) -> None:
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(faust_consumer.CONSUMER_FETCHING)
-            records, active = await consumer._wait_next_records(1.0)
+            records, active = await internals.wait_next_records(consumer, 1.0)
             await consumer.sleep(0)
             if records is None or consumer.should_stop:
                 continue
@@ -467,7 +464,7 @@ async def drain(consumer: Any, fetcher: Any, routes: BatchRoutes) -> None:
             generation_id = app.consumer_generation_id
             routed: dict[BatchRoute, list[tuple[TP, list[Any]]]] = {}
             others: dict[TP, list[Any]] = {}
-            buffered = consumer._buffered_partitions
+            buffered = internals.buffered_partitions(consumer)
             for tp, tp_records in records.items():
                 if active is not None and tp not in active and tp not in buffered:
                     continue
@@ -491,7 +488,7 @@ async def drain(consumer: Any, fetcher: Any, routes: BatchRoutes) -> None:
                 if last is None or offset >= last:
                     await note_gap(tp, last, offset)
                     await maybe_commit()
-                    delivery = callback(consumer._to_message(tp, record))
+                    delivery = callback(internals.to_message(consumer, tp, record))
                     result = await consumer.wait_first(delivery, consumer.suspend_flow.wait())
                     if result.stopped or delivery not in result.done:
                         break  # stopping, or the flow was suspended before delivery

@@ -31,10 +31,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from faust.transport.drivers import aiokafka as faust_aiokafka
-
 from app import tansu_compat
 from app.failfast import EX_SOFTWARE, stop_process
+from app.internals import aiokafka_client, faust_transport
 from app.settings import Settings
 
 #: How long a created topic may take to show in the broker's metadata.
@@ -53,14 +52,12 @@ def _tansu(app: Any) -> tansu_compat.Workarounds:
     return workarounds
 
 
-class VigilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+class VigilConsumerThread(faust_transport.HookedConsumerThread):
     """Consumer thread whose worker consumer uses the configured fetch wait."""
 
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        # aiokafka reads this attribute when it builds its Fetcher in start().
-        consumer._fetch_max_wait_ms = _settings(self.app).fetch_max_wait_ms
-        return consumer
+    def worker_consumer_created(self, consumer: Any) -> None:
+        """Give the worker's consumer the configured fetch wait (read when it starts)."""
+        aiokafka_client.set_fetch_max_wait(consumer, _settings(self.app).fetch_max_wait_ms)
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -68,7 +65,7 @@ class VigilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignor
         if not self.app.client_only and _tansu(self.app).use(tansu_compat.QUIET_FETCHES):
             # Producers' transactions keep the fetch wait; everything else (labels, re-keyed
             # and fan-in topics, changelogs) waits up to QUIET_FETCH_EVERY_S once idle.
-            tansu_compat.fetch_quiet_partitions_less_often(self._consumer, hot)
+            tansu_compat.fetch_quiet_partitions_less_often(self.aiokafka_consumer(), hot)
 
     async def seek_to_committed(self) -> Any:
         committed = await super().seek_to_committed()
@@ -84,29 +81,29 @@ class VigilConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignor
         away: seeking them raised IllegalStateError, which ended the drain loop and crashed
         the worker when a second worker joined.
         """
-        consumer = self._ensure_consumer()
+        consumer = self.aiokafka_consumer()
         assigned = consumer.assignment()
         held = [tp for tp in tps if tp in assigned]
         if held:  # no partitions at all would mean every assigned partition
             await consumer.seek_to_beginning(*held)
 
-    async def _highwaters(self, partitions: list[Any]) -> Any:
-        offsets = await super()._highwaters(partitions)
+    async def adjust_highwaters(self, offsets: Mapping[Any, int]) -> Any:
+        """Raise the end offsets to the fetch high watermark (embedded broker only)."""
         if _tansu(self.app).use(tansu_compat.END_OFFSETS):
-            return await tansu_compat.corrected_end_offsets(self._ensure_consumer(), offsets)
+            return await tansu_compat.corrected_end_offsets(self.aiokafka_consumer(), offsets)
         return offsets
 
 
-class VigilConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+class VigilConsumer(faust_transport.HookedConsumer):
     """Faust consumer that runs :class:`VigilConsumerThread` and delivers batch routes."""
 
-    def _new_consumer_thread(self) -> VigilConsumerThread:
-        return VigilConsumerThread(self, loop=self.loop, beacon=self.beacon)
+    consumer_thread_class = VigilConsumerThread
 
-    async def _drain_messages(self, fetcher: Any) -> None:
+    async def drain_messages(self, fetcher: Any) -> None:
+        """Run Faust's fetch loop, or its batch-route copy when the app has routes."""
         routes = getattr(self.app, "batch_routes", None)
         if not routes:
-            await super()._drain_messages(fetcher)
+            await super().drain_messages(fetcher)
             return
         from app.batch_delivery import drain
 
@@ -126,7 +123,7 @@ class VigilConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             )
 
 
-class VigilProducer(faust_aiokafka.Producer):  # type: ignore[misc]
+class VigilProducer(faust_transport.HookedProducer):
     """Faust's aiokafka producer that runs registered hooks before every flush."""
 
     def __post_init__(self) -> None:
@@ -156,8 +153,10 @@ class VigilProducer(faust_aiokafka.Producer):  # type: ignore[misc]
         """
         await super().create_topic(topic, partitions, replication, **kwargs)
         if self.app.conf.topic_allow_declare:
-            client = self._ensure_producer().client
-            await asyncio.wait_for(client._wait_on_metadata(topic), TOPIC_METADATA_TIMEOUT_S)
+            client = self.aiokafka_producer().client
+            await asyncio.wait_for(
+                aiokafka_client.wait_on_metadata(client, topic), TOPIC_METADATA_TIMEOUT_S
+            )
 
 
 def topic_config(settings: Settings, config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -165,15 +164,12 @@ def topic_config(settings: Settings, config: Mapping[str, Any] | None) -> dict[s
     return {"min.insync.replicas": str(settings.topic_min_insync_replicas), **(config or {})}
 
 
-class VigilTransport(faust_aiokafka.Transport):  # type: ignore[misc]
+class VigilTransport(faust_transport.HookedTransport):
     """The aiokafka transport with :class:`VigilConsumer` and :class:`VigilProducer`."""
 
     Consumer = VigilConsumer
     Producer = VigilProducer
 
-    async def _create_topic(
-        self, owner: Any, client: Any, topic: str, partitions: int, replication: int, **kw: Any
-    ) -> None:
-        # Every creation (producer's or consumer's) goes through here.
-        kw["config"] = topic_config(_settings(self.app), kw.get("config"))
-        await super()._create_topic(owner, client, topic, partitions, replication, **kw)
+    def new_topic_config(self, config: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Add the settings' ``min.insync.replicas`` (every creation goes through here)."""
+        return topic_config(_settings(self.app), config)

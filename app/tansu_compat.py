@@ -38,6 +38,8 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from app.internals import aiokafka_client
+
 log = logging.getLogger(__name__)
 
 #: The workarounds a worker can take, by the name it logs when it first uses one.
@@ -144,7 +146,7 @@ async def fetch_high_watermarks(
     import aiokafka
 
     tps = list(offsets)
-    probe = _new_probe(client_consumer._client._bootstrap_servers)
+    probe = _new_probe(aiokafka_client.bootstrap_servers_of(client_consumer))
     try:
         await probe.start()
         ktps = [aiokafka.TopicPartition(tp.topic, tp.partition) for tp in tps]
@@ -289,12 +291,10 @@ class QuietPartitions:
 def fetch_quiet_partitions_less_often(consumer: Any, always: Collection[str]) -> QuietPartitions:
     """Make a started aiokafka consumer's fetcher skip quiet partitions (embedded broker only).
 
-    The fetcher's own planning (``_get_actions_per_node``) runs on a view of the assignment
-    without the partitions :class:`QuietPartitions` leaves out; fetch responses are still
-    applied to the real assignment.
+    The fetcher's own planning (:func:`app.internals.aiokafka_client.wrap_fetch_planning`)
+    runs on a view of the assignment without the partitions :class:`QuietPartitions` leaves
+    out; fetch responses are still applied to the real assignment.
     """
-    fetcher = consumer._fetcher
-    plan = fetcher._get_actions_per_node
     quiet = QuietPartitions(always)
 
     def position(assignment: Any) -> Callable[[Any], int | None]:
@@ -304,12 +304,15 @@ def fetch_quiet_partitions_less_often(consumer: Any, always: Collection[str]) ->
 
         return of
 
-    def planned(assignment: Any) -> Any:
-        tps = list(assignment.tps)
-        chosen = quiet.select(tps, position(assignment))
-        if len(chosen) == len(tps):
-            return plan(assignment)
-        return plan(_AssignmentView(assignment, chosen))
+    def narrowed(plan: aiokafka_client.Plan) -> aiokafka_client.Plan:
+        def planned(assignment: Any) -> Any:
+            tps = list(assignment.tps)
+            chosen = quiet.select(tps, position(assignment))
+            if len(chosen) == len(tps):
+                return plan(assignment)
+            return plan(_AssignmentView(assignment, chosen))
 
-    fetcher._get_actions_per_node = planned
+        return planned
+
+    aiokafka_client.wrap_fetch_planning(consumer, narrowed)
     return quiet

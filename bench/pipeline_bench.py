@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from app.embedded_broker import EmbeddedBroker  # noqa: E402
+from app.internals import aiokafka_client  # noqa: E402
 from app.local_kafka import KAFKA_VERSION, LocalKafka  # noqa: E402
 from models.simulator import Simulator  # noqa: E402
 from tests.integration.worker import WorkerProcess, isolated_env  # noqa: E402
@@ -201,7 +202,7 @@ async def _read_scored(
     try:
         deadline = time.monotonic() + timeout_s
         while not consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
-            await consumer._client.force_metadata_update()
+            await aiokafka_client.refresh_metadata(consumer)
             await asyncio.sleep(0.1)
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(tps)

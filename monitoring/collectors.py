@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from app import app, tansu_compat
+from app.internals import faust_consumer
 from monitoring.drift import Reference, ScoreWindow, reference_from_artifact, window_psi
 from monitoring.lag import consumer_lag
 
@@ -83,7 +84,7 @@ async def report_consumer_lag() -> None:
             ends = {tp: consumer.highwater(tp) for tp in tps}
         else:
             ends = dict(await consumer.highwaters(*tps))
-        committed_all = getattr(consumer, "_committed_offset", {})
+        committed_all = faust_consumer.committed_offsets(consumer)
         committed = {tp: committed_all.get(tp) for tp in tps}
         unset = [tp for tp, offset in committed.items() if offset is None]
         earliest = dict(await consumer.earliest_offsets(*unset)) if unset else {}

@@ -14,7 +14,7 @@ from time import monotonic
 from typing import Any
 
 from faust.sensors.monitor import Monitor
-from faust.sensors.prometheus import PrometheusMonitor
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
 #: Event runtimes kept between two scrapes at most; beyond, they go to the histogram at once.
 MAX_PENDING_RUNTIMES = 4096
@@ -25,6 +25,8 @@ class FaustSensor(PrometheusMonitor):  # type: ignore[misc]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        #: The series written at scrape time (Faust's own bundle, given to its constructor).
+        self._faust_metrics: FaustMetrics = kwargs["metrics"]
         self._received = 0
         self._active_messages = 0
         self._events = 0
@@ -109,14 +111,16 @@ class FaustSensor(PrometheusMonitor):  # type: ignore[misc]
         taken (records waiting is normal then). From here the threshold runs afresh: a stream
         that really takes nothing is still reported, as "Stream stopped processing".
         """
+        self.flush()  # Faust clears the per-partition series here too
         super().on_rebalance_end(app, state)
+        self._tp_offset.clear()
         now = monotonic()
         for tp in app.consumer.assignment():
             self.stream_inbound_time[tp] = now
 
     def flush(self) -> None:
         """Write the counts kept since the last flush into Faust's Prometheus series."""
-        m = self._metrics
+        m = self._faust_metrics
         received, self._received = self._received, 0
         m.messages_received.inc(received)
         m.active_messages.set(self._active_messages)
@@ -133,7 +137,7 @@ class FaustSensor(PrometheusMonitor):  # type: ignore[misc]
         for entry in self._per_stream.values():
             stream, n = entry
             if n:
-                label = f"stream.{self._stream_label(stream)}.events"
+                label = f"stream.{_label_of(self, stream)}.events"
                 m.total_events_per_stream.labels(stream=label).inc(n)
                 entry[1] = 0
         batch_events, self._batch_events = self._batch_events, {}
@@ -143,11 +147,21 @@ class FaustSensor(PrometheusMonitor):  # type: ignore[misc]
 
     def _observe_runtimes(self) -> None:
         runtimes, self._runtimes_s = self._runtimes_s, []
-        observe = self._metrics.events_runtime_latency.observe
+        observe = self._faust_metrics.events_runtime_latency.observe
         for seconds in runtimes:
             observe(self.secs_to_ms(seconds))
 
-    def _clear_partition_related_metrics(self) -> None:
+    def on_rebalance_start(self, app: Any) -> Any:
+        """Write the pending counts before Faust clears the per-partition series."""
         self.flush()
-        super()._clear_partition_related_metrics()
+        state = super().on_rebalance_start(app)
         self._tp_offset.clear()
+        return state
+
+
+def _label_of(monitor: FaustSensor, stream: Any) -> str:
+    # Imported on first use: app.internals is in the app package, and importing that builds
+    # the Faust app, which builds this sensor.
+    from app.internals.faust_monitor import stream_label
+
+    return stream_label(monitor, stream)

@@ -16,6 +16,7 @@ from typing import Any
 from faust.types import TP
 
 from app import app
+from app.internals import faust_tables
 
 accounts_table = app.Table(
     "accounts",
@@ -38,8 +39,7 @@ class AccountStore:
         return str(self.table.changelog_topic.get_topic_name())
 
     def _db(self, partition: int) -> Any:
-        # Faust opens partition databases lazily; this is its own accessor.
-        return self.table.data._db_for_partition(partition)
+        return faust_tables.partition_db(self.table, partition)
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         """Return the stored value of ``key`` in ``partition``."""
@@ -62,12 +62,12 @@ class AccountStore:
         Skipped when the partition's database is closed: an acknowledgement that arrives
         after a rebalance took the partition away must not reopen (or create) it here.
         """
-        if partition in self.table.data._dbs:
+        if partition in faust_tables.open_partition_dbs(self.table):
             self.table.data.set_persisted_offset(TP(self.changelog_topic, partition), offset)
 
     def estimate_keys(self) -> int:
         """Return RocksDB's estimate of the keys held locally."""
         total = 0
-        for db in list(self.table.data._dbs.values()):
+        for db in list(faust_tables.open_partition_dbs(self.table).values()):
             total += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
         return total

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from app import app
+from app.internals import faust_tables
 from models.counterparty_risk import CounterpartyRisk
 
 counterparty_risk_table = app.GlobalTable(
@@ -40,6 +41,6 @@ class CounterpartyRiskStore:
         if partition is None:
             raw = self.table.get(key)
         else:
-            db = self.table.data._dbs.get(partition)
+            db = faust_tables.open_partition_dbs(self.table).get(partition)
             raw = None if db is None else db.get(key)
         return None if raw is None else CounterpartyRisk.from_bytes(bytes(raw))

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from agents.output import BatchSender
+from app.internals import aiokafka_client
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,8 @@ def test_prepared_topics_survive_a_metadata_refresh_for_other_topics(broker: Any
             sender = BatchSender(producer)
             await sender.prepare([early])
             await _create(broker.bootstrap, late)
-            await producer.client._wait_on_metadata(late)  # a refresh for another topic
+            # a refresh for another topic
+            await aiokafka_client.wait_on_metadata(producer.client, late)
             await producer.client.force_metadata_update()
             listed = producer.client.cluster.partitions_for_topic(early)
             return sender.partition_count(early), len(listed or ()), listed is not None

@@ -23,6 +23,7 @@ import orjson
 import pytest
 
 from app.embedded_broker import free_port
+from app.internals import aiokafka_client
 from app.kafka_security import KafkaSecurity, diagnose_connection, security_from_settings
 from app.local_kafka import LocalKafka
 from app.settings import load_settings
@@ -143,7 +144,7 @@ async def _read_scored(bootstrap: str, topic: str, security: KafkaSecurity, n: i
     seen: set[str] = set()
     try:
         while not consumer.partitions_for_topic(topic):  # the worker created it: ask again
-            await consumer._client.force_metadata_update()
+            await aiokafka_client.refresh_metadata(consumer)
             await asyncio.sleep(0.2)
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(tps)

@@ -32,7 +32,7 @@ class Consumer:
 
 
 def _thread(consumer: Consumer) -> Any:
-    return SimpleNamespace(_ensure_consumer=lambda: consumer)
+    return SimpleNamespace(aiokafka_consumer=lambda: consumer)
 
 
 async def test_partitions_taken_by_a_rebalance_are_not_sought() -> None:
@@ -67,7 +67,7 @@ async def test_a_dead_fetch_loop_stops_the_worker_instead_of_leaving_it_idle(
 
     monkeypatch.setattr(batch_delivery, "drain", _failing_drain)
     monkeypatch.setattr(kafka_transport, "stop_process", stop)
-    await VigilConsumer._drain_messages(_consumer(stopping=False), fetcher=None)
+    await VigilConsumer.drain_messages(_consumer(stopping=False), fetcher=None)
     assert len(stops) == 1
     message, code = stops[0]
     assert code == 70
@@ -80,5 +80,5 @@ async def test_an_error_while_the_worker_stops_is_not_a_crash(
     stops: list[tuple[str, int]] = []
     monkeypatch.setattr(batch_delivery, "drain", _failing_drain)
     monkeypatch.setattr(kafka_transport, "stop_process", lambda m, c: stops.append((m, c)))
-    await VigilConsumer._drain_messages(_consumer(stopping=True), fetcher=None)
+    await VigilConsumer.drain_messages(_consumer(stopping=True), fetcher=None)
     assert stops == []

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from models.tiers import ALERTED_TIERS, TIERS
+from monitoring.histograms import BatchHistogram
 from monitoring.lag import consumer_lag
 from monitoring.metrics import (
     DEADLETTER_REASONS,
@@ -98,14 +100,14 @@ def test_score_window_is_sized_by_the_drift_setting() -> None:
 def test_observe_many_equals_observing_each_value() -> None:
     values = [0.0, 0.0005, 0.0007, 0.01, 0.3, 0.3, 59.0, 61.0, 1e9, float("nan")]
     one_by_one = Histogram("one", "h", buckets=LATENCY_BUCKETS_S, registry=CollectorRegistry())
-    batched = Histogram("many", "h", buckets=LATENCY_BUCKETS_S, registry=CollectorRegistry())
+    batched = BatchHistogram("many", "h", buckets=LATENCY_BUCKETS_S, registry=CollectorRegistry())
     for v in values:
         if v == v:  # observe(nan) would poison the sum; observe_many leaves it out
             one_by_one.observe(v)
     observe_many(batched, values)
     observe_many(batched, [])
 
-    def samples(h: Histogram) -> list[tuple[str, dict[str, str], float]]:
+    def samples(h: Histogram | BatchHistogram) -> list[tuple[str, dict[str, str], float]]:
         return [
             (s.name.split("_", 1)[1], s.labels, s.value)
             for m in h.collect()
@@ -115,3 +117,25 @@ def test_observe_many_equals_observing_each_value() -> None:
 
     assert samples(batched) == samples(one_by_one)
     assert ("count", {}, 9.0) in samples(batched)
+
+
+def test_batch_histograms_expose_what_prometheus_histograms_expose() -> None:
+    buckets = (1, 2.5, 10)
+    reference = CollectorRegistry()
+    ours = CollectorRegistry()
+    plain = Histogram("vigil_h", "Help text.", buckets=buckets, registry=reference)
+    batched = BatchHistogram("vigil_h", "Help text.", buckets=buckets, registry=ours)
+    for value in (0.5, 1.0, 2.0, 9.0, 11.0, -3.0):
+        plain.observe(value)
+        batched.observe(value)
+
+    def text(registry: CollectorRegistry) -> list[str]:
+        lines = generate_latest(registry).decode().splitlines()
+        return [line for line in lines if "_created" not in line]
+
+    assert text(ours) == text(reference)
+    assert 'vigil_h_bucket{le="1.0"} 3.0' in text(ours)
+    created = [line for line in generate_latest(ours).decode().splitlines() if "_created" in line]
+    assert created[-1].startswith("vigil_h_created ")
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        BatchHistogram("vigil_h", "Again.", buckets=buckets, registry=ours)

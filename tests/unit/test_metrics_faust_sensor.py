@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
@@ -64,7 +65,8 @@ def test_sensor_exposes_the_same_series_as_faust_after_traffic_and_a_rebalance()
         _drive(monitor, streams, 300)
     metrics.render()  # a scrape between the two bursts
     for monitor in (reference, sensor):
-        monitor._clear_partition_related_metrics()  # what a rebalance does
+        rebalancing: Any = SimpleNamespace(rebalancing_count=1)
+        monitor.on_rebalance_start(rebalancing)  # clears the partition series
         _drive(monitor, streams, 200, start=300)
 
     want = _series(generate_latest(reference_registry).decode(), "ref_")
