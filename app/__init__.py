@@ -1,9 +1,36 @@
-"""Vigil's Faust application; ``faust -A app worker`` finds :data:`app` here."""
+"""Vigil's Faust application; ``faust -A app worker`` finds :data:`app` here.
 
-from app.main import VigilApp, create_app
+The app is built on first access (PEP 562), not when the package is imported: a module
+that only needs ``app.settings`` (the simulator, training, a unit test) does not pay for,
+or depend on, building Faust. ``from app import app`` and ``faust -A app`` both read the
+attribute, so both build it once, and the CLI commands are registered on it then.
+"""
 
-app: VigilApp = create_app()
+from __future__ import annotations
 
-from app import commands  # noqa: E402,F401  (registers the CLI commands on app)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.main import VigilApp, create_app
+
+    app: VigilApp
 
 __all__ = ["VigilApp", "app", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    """Build :data:`app` (and expose the names of ``app.main``) on first access."""
+    if name == "app":
+        from app.main import create_app
+
+        instance = create_app()
+        globals()["app"] = instance
+        # Registers the CLI commands on the app; it reads ``app`` back from here.
+        from app import commands  # noqa: F401
+
+        return instance
+    if name in ("VigilApp", "create_app"):
+        from app import main
+
+        return getattr(main, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

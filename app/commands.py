@@ -23,6 +23,7 @@ from app import app
 from app.failfast import one_line, print_and_exit
 from app.kafka_security import PLAINTEXT, KafkaSecurity, without_security
 from app.settings import bootstrap_servers
+from models.tiers import DEFAULT_PRECISION_TARGETS as TARGETS
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +215,9 @@ _DATA_OPTIONS = (
     option("--data", type=str, default="", help="Labelled JSONL/CSV (gzip ok); else simulate."),
     option("--valid-days", type=float, default=0.0, help="Validation days [default: last 25%]."),
     option("--gap-days", type=float, default=0.0, show_default=True, help="Train/valid gap."),
-    option("--high-precision", type=float, default=0.90, show_default=True),
-    option("--medium-precision", type=float, default=0.60, show_default=True),
-    option("--low-precision", type=float, default=0.25, show_default=True),
+    option("--high-precision", type=float, default=TARGETS["HIGH"], show_default=True),
+    option("--medium-precision", type=float, default=TARGETS["MEDIUM"], show_default=True),
+    option("--low-precision", type=float, default=TARGETS["LOW"], show_default=True),
     option("--top-k", type=int, default=100, show_default=True, help="Card precision@k."),
     option("--report-dir", type=str, default="", help="Report folder [default: next to output]."),
     option(

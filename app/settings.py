@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from models.tiers import ALERTED_TIERS
 from models.transaction import DEFAULT_MAX_AMOUNT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "artifacts" / "vigil-default.json"
 DEFAULT_RULES_PATH = REPO_ROOT / "models" / "aml" / "default_rules.toml"
 
-TIERS = ("HIGH", "MEDIUM", "LOW", "MINIMAL")
 #: Smallest VIGIL_MAX_MESSAGE_BYTES: a dead letter must fit its headers and some payload.
 MIN_MESSAGE_BYTES = 4096
 #: Largest VIGIL_MAX_AMOUNT: beyond it float64 sums lose cents and float32 features grow
@@ -405,7 +405,7 @@ def _check(settings: Settings) -> None:
         if not 0.0 <= value <= 1.0:
             problems.append(f"VIGIL_TIER_{tier} must be within 0..1")
     overrides = settings.tier_overrides()
-    ordered = [overrides[t] for t in ("HIGH", "MEDIUM", "LOW") if t in overrides]
+    ordered = [overrides[t] for t in ALERTED_TIERS if t in overrides]
     if ordered != sorted(ordered, reverse=True):
         problems.append("tier thresholds must satisfy HIGH >= MEDIUM >= LOW")
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):

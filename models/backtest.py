@@ -26,7 +26,12 @@ from models.evaluation import evaluate
 from models.replay import DEFAULT_LABEL_DELAY_DAYS, ReplayStep
 from models.report import write_report
 from models.scorer import Scorer
-from models.tiers import ALERTED_TIERS, resolve_thresholds, tier_for_score
+from models.tiers import (
+    ALERTED_TIERS,
+    DEFAULT_PRECISION_TARGETS,
+    resolve_thresholds,
+    tier_for_score,
+)
 from models.training import Dataset, build_dataset, period_split, train_model
 from models.transaction import Transaction
 
@@ -270,15 +275,15 @@ def train_on_records(
         f"training on {train_rows.stop - train_rows.start:,} transactions, validating on "
         f"{valid_rows.stop - valid_rows.start:,}"
     )
-    t = dict(targets or {})
+    t = {**DEFAULT_PRECISION_TARGETS, **(targets or {})}
     artifact = train_model(
         dataset,
         split=(train_rows, valid_rows),
         seed=seed,
         nthread=nthread,
-        high_precision=t.get("HIGH", 0.90),
-        medium_precision=t.get("MEDIUM", 0.60),
-        low_precision=t.get("LOW", 0.25),
+        high_precision=t["HIGH"],
+        medium_precision=t["MEDIUM"],
+        low_precision=t["LOW"],
         version_prefix="file-",
     )
     artifact.params["data"] = {

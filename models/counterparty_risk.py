@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from models import windows
 from models.transaction import tx_hash
 
 RISK_FORMAT = 1
@@ -59,27 +60,8 @@ class CounterpartyRisk:
 
     def counts(self, ts_ms: int, window_days: int) -> tuple[int, int]:
         """Return ``(labelled, frauds)`` of labels that arrived in the window ending at ``ts``."""
-        today = ts_ms // DAY_MS
-        lo = today - window_days
-        labelled = frauds = 0
-        for day, n, f in reversed(self.days):
-            if day <= lo:
-                break
-            if day <= today:
-                labelled += n
-                frauds += f
-        return labelled, frauds
-
-
-def _bucket(risk: CounterpartyRisk, day: int) -> list[int]:
-    pos = len(risk.days)
-    while pos > 0 and risk.days[pos - 1][0] > day:
-        pos -= 1
-    if pos > 0 and risk.days[pos - 1][0] == day:
-        return risk.days[pos - 1]
-    bucket = [day, 0, 0]
-    risk.days.insert(pos, bucket)
-    return bucket
+        labelled, frauds = windows.sums(self.days, ts_ms // DAY_MS, window_days, 2)
+        return int(labelled), int(frauds)
 
 
 def apply_label(
@@ -97,23 +79,18 @@ def apply_label(
         if verdict[0] == h:
             if verdict[2] == fraud:
                 return st, False
-            # Its day may have left the 30 days kept: then there is no count to move (re-
-            # creating the bucket would leave it with 0 labelled and -1 frauds).
-            if st.days and verdict[1] > st.days[-1][0] - SLOTS_DAYS:
-                bucket = _bucket(st, verdict[1])
-                bucket[2] += fraud - verdict[2]
+            # Its day may have left the 30 days kept: then there is no count to move, and
+            # ``add`` keeps no bucket older than the window (a re-created one would hold 0
+            # labelled and -1 frauds).
+            if st.days:
+                windows.add(st.days, verdict[1], (0, fraud - verdict[2]), SLOTS_DAYS)
             verdict[2] = fraud
             return st, True
     day = label_ts_ms // DAY_MS
-    bucket = _bucket(st, day)
-    bucket[1] += 1
-    bucket[2] += fraud
+    windows.add(st.days, day, (1, fraud), SLOTS_DAYS)
     st.verdicts.append([h, day, fraud])
     if len(st.verdicts) > MAX_REMEMBERED:
         del st.verdicts[0]
-    head = st.days[-1][0]
-    while st.days and st.days[0][0] <= head - SLOTS_DAYS:
-        del st.days[0]
     return st, True
 
 

@@ -35,6 +35,7 @@ import orjson
 from models.counterparty_risk import RISK_FEATURE_NAMES, CounterpartyRisk, risk_features
 from models.redelivery import InputPosition, advance, already_applied
 from models.transaction import Transaction
+from models.windows import add, sums
 
 STATE_FORMAT = 4
 #: Format 3 had no input offsets; such a state reads with none (tx ids guard it meanwhile).
@@ -157,10 +158,10 @@ class AccountState:
 
     def window(self, ts_ms: int) -> dict[str, float]:
         """Return counts and sums of the four windows ending at ``ts_ms`` (for views, tests)."""
-        c1h, s1h = _window(self.b5m, ts_ms // BUCKET_5M_MS, SLOTS_5M)
-        c24, s24 = _window(self.b1h, ts_ms // BUCKET_1H_MS, SLOTS_1H)
-        c7, s7 = _window(self.b1d, ts_ms // BUCKET_1D_MS, 7)
-        c30, s30 = _window(self.b1d, ts_ms // BUCKET_1D_MS, SLOTS_1D)
+        c1h, s1h = sums(self.b5m, ts_ms // BUCKET_5M_MS, SLOTS_5M, 2)
+        c24, s24 = sums(self.b1h, ts_ms // BUCKET_1H_MS, SLOTS_1H, 2)
+        c7, s7 = sums(self.b1d, ts_ms // BUCKET_1D_MS, 7, 2)
+        c30, s30 = sums(self.b1d, ts_ms // BUCKET_1D_MS, SLOTS_1D, 2)
         return {
             "count_1h": c1h,
             "sum_1h": s1h,
@@ -171,39 +172,6 @@ class AccountState:
             "count_30d": c30,
             "sum_30d": s30,
         }
-
-
-def _window(buckets: list[list[float]], idx: int, slots: int) -> tuple[float, float]:
-    lo = idx - slots
-    count = 0.0
-    total = 0.0
-    for b in reversed(buckets):
-        b_idx = b[0]
-        if b_idx <= lo:
-            break
-        if b_idx <= idx:
-            count += b[1]
-            total += b[2]
-    return count, total
-
-
-def _add(buckets: list[list[float]], idx: int, amount: float, slots: int) -> None:
-    """Add one transaction to its bucket and drop buckets that fell out of the window."""
-    pos = len(buckets)
-    while pos > 0 and buckets[pos - 1][0] > idx:
-        pos -= 1
-    if pos > 0 and buckets[pos - 1][0] == idx:
-        b = buckets[pos - 1]
-        b[1] += 1
-        b[2] += amount
-    else:
-        head = buckets[-1][0] if buckets else idx
-        if idx <= max(head, idx) - slots:
-            return  # older than the whole window: nothing to keep
-        buckets.insert(pos, [idx, 1, amount])
-    head = buckets[-1][0]
-    while buckets and buckets[0][0] <= head - slots:
-        del buckets[0]
 
 
 def _capped(ratio: float) -> float:
@@ -241,10 +209,10 @@ def update_account(
     ts = tx.ts_ms
     amount = tx.amount
     d5, dh, dd = ts // BUCKET_5M_MS, ts // BUCKET_1H_MS, ts // BUCKET_1D_MS
-    c1h, s1h = _window(st.b5m, d5, SLOTS_5M)
-    c24, s24 = _window(st.b1h, dh, SLOTS_1H)
-    c7, s7 = _window(st.b1d, dd, 7)
-    c30, s30 = _window(st.b1d, dd, SLOTS_1D)
+    c1h, s1h = sums(st.b5m, d5, SLOTS_5M, 2)
+    c24, s24 = sums(st.b1h, dh, SLOTS_1H, 2)
+    c7, s7 = sums(st.b1d, dd, 7, 2)
+    c30, s30 = sums(st.b1d, dd, SLOTS_1D, 2)
 
     n = st.n
     mean = st.mean
@@ -340,9 +308,9 @@ def update_account(
         st.first_ts_ms = ts
     if ts > st.last_ts_ms:
         st.last_ts_ms = ts
-    _add(st.b5m, d5, amount, SLOTS_5M)
-    _add(st.b1h, dh, amount, SLOTS_1H)
-    _add(st.b1d, dd, amount, SLOTS_1D)
+    add(st.b5m, d5, (1, amount), SLOTS_5M)
+    add(st.b1h, dh, (1, amount), SLOTS_1H)
+    add(st.b1d, dd, (1, amount), SLOTS_1D)
     if cp_key >= 0:
         if new_cp == 0.0:
             for pair in st.cps:

@@ -1,4 +1,8 @@
-"""Risk tiers: from a calibrated score and rule hits to HIGH / MEDIUM / LOW / MINIMAL."""
+"""Risk tiers: from a calibrated score and rule hits to HIGH / MEDIUM / LOW / MINIMAL.
+
+The one place that names the tiers, orders them and sets the precision each alerted tier
+aims at: settings, training, rules, lists, reports, metrics and the web feed read them here.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ from collections.abc import Iterable, Mapping
 
 TIERS: tuple[str, ...] = ("HIGH", "MEDIUM", "LOW", "MINIMAL")
 ALERTED_TIERS: tuple[str, ...] = ("HIGH", "MEDIUM", "LOW")
+#: Precision each alerted tier aims at when training chooses its threshold (the defaults of
+#: the ``train`` command, of the backtest's retraining and of ``train_model``).
+DEFAULT_PRECISION_TARGETS: Mapping[str, float] = {"HIGH": 0.90, "MEDIUM": 0.60, "LOW": 0.25}
 _RANK = {tier: rank for rank, tier in enumerate(reversed(TIERS))}  # MINIMAL=0 .. HIGH=3
 
 

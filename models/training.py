@@ -31,6 +31,7 @@ from models.features import FEATURE_NAMES, N_FEATURES
 from models.replay import DAY_MS, DEFAULT_LABEL_DELAY_DAYS, Replayer, ReplayStep
 from models.scorer import Scorer
 from models.simulator import SimulatedTx, Simulator, simulate_history
+from models.tiers import ALERTED_TIERS, DEFAULT_PRECISION_TARGETS
 from models.transaction import Transaction, ValidationError, transaction_from_dict
 
 log = logging.getLogger(__name__)
@@ -295,7 +296,7 @@ def choose_tiers(
     tp_counts = recall * float((np.asarray(y) == 1).sum())
     chosen = {
         tier: choose_threshold(thr, precision, recall, targets[tier], tp_counts=tp_counts)
-        for tier in ("HIGH", "MEDIUM", "LOW")
+        for tier in ALERTED_TIERS
     }
     thresholds = {tier: min(1.0, max(0.0, c.threshold)) for tier, c in chosen.items()}
     # A lower precision target always admits at least the thresholds of a higher one, so the
@@ -390,9 +391,9 @@ def train_model(
     max_depth: int = 4,
     learning_rate: float = 0.1,
     nthread: int = 2,
-    high_precision: float = 0.90,
-    medium_precision: float = 0.60,
-    low_precision: float = 0.25,
+    high_precision: float = DEFAULT_PRECISION_TARGETS["HIGH"],
+    medium_precision: float = DEFAULT_PRECISION_TARGETS["MEDIUM"],
+    low_precision: float = DEFAULT_PRECISION_TARGETS["LOW"],
     extra_params: Mapping[str, Any] | None = None,
     version_prefix: str = "sim-",
     serving: Dataset | None = None,

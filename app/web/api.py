@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from app.web.feed import TIERS
 from models.features import AccountState
 from models.labels import Label, LabelError, label_from_dict
+from models.tiers import ALERTED_TIERS
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -53,8 +53,8 @@ def parse_tier(raw: str | None) -> str | None:
     if raw is None or raw == "":
         return None
     tier = raw.upper()
-    if tier not in TIERS:
-        raise ApiError(400, f"tier must be one of {', '.join(TIERS)}")
+    if tier not in ALERTED_TIERS:
+        raise ApiError(400, f"tier must be one of {', '.join(ALERTED_TIERS)}")
     return tier
 
 

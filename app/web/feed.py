@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-TIERS = ("HIGH", "MEDIUM", "LOW")
+from models.tiers import ALERTED_TIERS
+
 STATS_WINDOW_S = 60.0
 #: Work queued for longer than this (lag at the current scoring rate) is "behind".
 BEHIND_AFTER_S = 10.0
@@ -38,7 +39,7 @@ def parse_alert(raw: bytes | None) -> dict[str, Any] | None:
     if not isinstance(doc, dict):
         return None
     alert_id = doc.get("alert_id", doc.get("tx_id"))
-    if not isinstance(alert_id, str) or not alert_id or doc.get("tier") not in TIERS:
+    if not isinstance(alert_id, str) or not alert_id or doc.get("tier") not in ALERTED_TIERS:
         return None
     doc["alert_id"] = alert_id
     return doc
@@ -142,7 +143,7 @@ class AlertFeed:
         self._alerts: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         #: Alerts seen by tier since the feed started (de-duplicated only within memory).
-        self.tier_totals: dict[str, int] = dict.fromkeys(TIERS, 0)
+        self.tier_totals: dict[str, int] = dict.fromkeys(ALERTED_TIERS, 0)
         #: (received monotonic s, event-to-scored latency ms) of recent alerts.
         self._latencies: deque[tuple[float, float]] = deque()
         self.tx_rate = RateWindow()

@@ -17,6 +17,7 @@ from agents.alert_feed import feed
 from app import app
 from app.web import api, pages
 from app.web.feed import CLOSED, summary
+from models.partitioning import murmur2_partition
 from tables.accounts import AccountStore, accounts_table
 
 log = logging.getLogger(__name__)
@@ -127,9 +128,8 @@ class AccountApi(WebView):
     async def get(self, request: Request, account_id: str) -> Response:
         """Return the account's velocity state and its recent alerts."""
         key = account_id.encode()
-        partition = app.producer.key_partition(
-            accounts_table.changelog_topic.get_topic_name(), key
-        ).partition
+        # Where the agent wrote it: every topic, the changelog too, has VIGIL_PARTITIONS.
+        partition = murmur2_partition(key, app.settings.partitions)
         state = api.account_view(account_id, AccountStore(accounts_table).get(partition, key))
         alerts = feed.recent(api.MAX_LIMIT, account_id=account_id)
         if state is None and not alerts:

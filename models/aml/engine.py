@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from models import windows
 from models.aml.rulebook import Rule, Rulebook, RuleHit, fmt_window
 from models.features import FEATURE_NAMES
 from models.redelivery import InputPosition, advance, already_applied
@@ -75,7 +76,7 @@ class _Window:
 
     def add(self, st: dict[str, Any], ts_ms: int, values: Sequence[float]) -> None:
         """Add ``values`` to the bucket of ``ts_ms`` in this rule's state."""
-        _bucket_add(st.setdefault(self.key, []), ts_ms // self.width, values, self.slots)
+        windows.add(st.setdefault(self.key, []), ts_ms // self.width, values, self.slots)
 
     def count(
         self, st: dict[str, Any], ts_ms: int, add: Sequence[float] | None, n: int
@@ -83,37 +84,8 @@ class _Window:
         """Add ``add`` (unless None) at ``ts_ms``; return the ``n`` sums of its window."""
         if add is not None:
             self.add(st, ts_ms, add)
-        return _bucket_sum(st.get(self.key, []), ts_ms // self.width, self.slots, n)
-
-
-def _bucket_add(buckets: list[list[float]], idx: int, values: Sequence[float], slots: int) -> None:
-    """Add ``values`` to bucket ``idx`` (kept sorted) and drop buckets out of the window."""
-    pos = len(buckets)
-    while pos > 0 and buckets[pos - 1][0] > idx:
-        pos -= 1
-    if pos > 0 and buckets[pos - 1][0] == idx:
-        b = buckets[pos - 1]
-        for k, v in enumerate(values, start=1):
-            b[k] += v
-    else:
-        head = buckets[-1][0] if buckets else idx
-        if idx <= head - slots:
-            return  # older than the whole window
-        buckets.insert(pos, [idx, *values])
-    head = buckets[-1][0]
-    while buckets and buckets[0][0] <= head - slots:
-        del buckets[0]
-
-
-def _bucket_sum(buckets: list[list[float]], idx: int, slots: int, width: int) -> list[float]:
-    """Sum the values of buckets in ``(idx - slots, idx]``."""
-    out = [0.0] * width
-    lo = idx - slots
-    for b in buckets:
-        if lo < b[0] <= idx:
-            for k in range(width):
-                out[k] += b[k + 1]
-    return out
+        buckets = st.get(self.key, [])
+        return windows.sums(buckets, ts_ms // self.width, self.slots, n, newest_first=False)
 
 
 def _type_ok(types: frozenset[str], tx: Transaction) -> bool:

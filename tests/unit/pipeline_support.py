@@ -11,13 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from murmurhash2 import murmurhash2
-
-from agents.output import MURMUR2_SEED
 from agents.pipeline import TransactionPipeline
 from agents.served_model import ModelSet, ServedModel
 from app.settings import Settings
 from models.artifact import load_artifact
+from models.partitioning import murmur2_partition
 from monitoring.metrics import VigilMetrics
 
 Headers = list[tuple[str, bytes]]
@@ -78,7 +76,7 @@ class CollectingSender:
         self._pending: list[Sent] = []
 
     def partition_for(self, topic: str, key: bytes) -> int:
-        return (murmurhash2(key, MURMUR2_SEED) & 0x7FFFFFFF) % self.partitions
+        return murmur2_partition(key, self.partitions)
 
     def add(
         self,

@@ -1,4 +1,4 @@
-"""The key partitioner of the batch sender is Kafka's (murmur2), to the partition."""
+"""The one key partitioner (sender, pipeline, web route) is Kafka's murmur2, to the partition."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
-from agents.output import MURMUR2_SEED, murmur2_partition
+from models.partitioning import MURMUR2_SEED, murmur2_partition
 
 
 def test_murmur2_partition_equals_the_producers_default_partitioner() -> None:
@@ -24,3 +24,12 @@ def test_seed_is_the_one_of_the_pure_python_murmur2() -> None:
 
     for key in (b"", b"a", b"account-1", b"\xff" * 17):
         assert murmurhash2(key, MURMUR2_SEED) == murmur2(key)
+
+
+def test_the_batch_sender_and_the_web_route_use_this_partitioner() -> None:
+    """No second copy of the hash: both modules call this very function."""
+    import agents.output
+    import app.web.views
+
+    assert vars(agents.output)["murmur2_partition"] is murmur2_partition
+    assert vars(app.web.views)["murmur2_partition"] is murmur2_partition
