@@ -27,7 +27,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from app.embedded_broker import free_port
 from app.web.api import account_view
 from models.features import AccountState
-from tests.integration.kafka_io import consume
+from tests.integration.kafka_io import consume, consume_for
 from tests.integration.load import LoadGenerator, Produced, ScoredWatcher, replay_states
 from tests.integration.tables import read_accounts
 from tests.integration.worker import WorkerProcess
@@ -275,9 +275,16 @@ def _by_partition(produced: Produced, tx_ids: set[str]) -> dict[int, str]:
 
 
 def _compare_states(
-    live: dict[str, Any], expected: dict[str, Any], fig: Figures, what: str
+    live: dict[str, Any],
+    expected: dict[str, Any],
+    fig: Figures,
+    what: str,
+    history: Callable[[str], str] | None = None,
 ) -> None:
-    """Compare live account states (or views) with the offline replay, exactly."""
+    """Compare live account states (or views) with the offline replay, exactly.
+
+    ``history`` tells how one account's state came about (shown for the first wrong one).
+    """
     double = 0
     lost = 0
     for account, want in expected.items():
@@ -295,6 +302,28 @@ def _compare_states(
         f"{what}: {len(wrong)} of {len(expected)} accounts differ from the offline replay "
         f"({double} transactions counted twice, {lost} missing), e.g. {wrong[0]}: "
         f"live {live.get(wrong[0])!r} != replay {expected[wrong[0]]!r}"
+        + (f"\n{history(wrong[0])}" if history is not None and wrong else "")
+    )
+
+
+def _account_history(run: Run, account: str) -> str:
+    """Return where ``account``'s transactions sit in the input and what its changelog holds.
+
+    Input offsets next to the changelog's counts and input-offset marks show where a state
+    fell behind (a mark past records never counted, or a write that never reached the log).
+    """
+    key = account.encode()
+    changelog = f"{run.env['VIGIL_APP_ID']}-accounts-changelog"
+    topic = run.env["VIGIL_TOPIC_TRANSACTIONS"]
+    inputs = [m.offset for m in consume_for(run.broker.bootstrap, topic, 5.0) if m.key == key]
+    writes = []
+    for m in consume_for(run.broker.bootstrap, changelog, 5.0):
+        if m.key == key and m.value is not None:
+            state = AccountState.from_bytes(m.value)
+            writes.append(f"{m.offset}:n={state.n},mark={list(state.offsets.values())}")
+    return (
+        f"{account}: input offsets {inputs}\n"
+        f"{account}: changelog (offset:count,input mark) {writes}"
     )
 
 
@@ -402,7 +431,7 @@ def test_restarts_under_load_lose_nothing_and_count_nothing_twice(
     assert worker.stop() == 0
     live = {a: _effect(st) for a, st in read_accounts(data_dir).items()}
     expected = {a: _effect(st) for a, st in replay_states(produced.records, env).items()}
-    _compare_states(live, expected, fig, plan)
+    _compare_states(live, expected, fig, plan, lambda a: _account_history(run, a))
 
 
 def test_worker_joins_and_another_leaves_mid_stream(
