@@ -84,9 +84,13 @@ class ModelPair(Protocol):
     def challenger(self) -> ServedScorer | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Row:
-    """One parsed transaction of the batch, in input order."""
+    """One parsed transaction of the batch, in input order.
+
+    Rows and outputs are plain (not frozen) dataclasses: one of each per transaction, and a
+    frozen dataclass costs about four times as much to build. Nothing changes them.
+    """
 
     #: Position of the record in the caller's batch (dead letters and outputs name it).
     index: int
@@ -118,7 +122,7 @@ class DeadLetter:
     exc: BaseException | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Scored:
     """A row's ``transactions.scored`` record and, if alerted, its alert."""
 
@@ -141,7 +145,7 @@ class Alert:
     value: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Forward:
     """A row the counterparty-keyed (fan-in) stage needs, keyed by counterparty."""
 
