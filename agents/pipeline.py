@@ -234,11 +234,11 @@ class TransactionPipeline:
         rows: list[Row] = []
         ends: dict[tuple[str, int], int | None] = {}
         for i, msg in enumerate(messages):
-            parsed = parse_input(i, msg.value, s.max_message_bytes, s.max_amount)
-            if isinstance(parsed, DeadLetter):
-                self._dead_letter(msg, parsed)
+            tx = parse_input(i, msg.value, s.max_message_bytes, s.max_amount)
+            if isinstance(tx, DeadLetter):
+                self._dead_letter(msg, tx)
                 continue
-            tx, key = parsed
+            key = tx.account_id.encode()
             if msg.topic != repartition and (
                 msg.key != key or msg.partition != self._home_partition(key)
             ):

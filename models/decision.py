@@ -202,11 +202,15 @@ _FAILED = Decision("MINIMAL", [], False, False)
 
 def parse_input(
     index: int, value: bytes | None, max_bytes: int, max_amount: float
-) -> tuple[Transaction, bytes] | DeadLetter:
-    """Parse one input record into its transaction and account key, or its dead letter."""
+) -> Transaction | DeadLetter:
+    """Parse one input record into its transaction, or its dead letter.
+
+    The transaction's account key is ``tx.account_id.encode()``, which cannot fail here.
+    """
     try:
         tx = parse_transaction(value, max_bytes, max_amount)
-        return tx, tx.account_id.encode()
+        tx.account_id.encode()  # a lone surrogate is the record's fault: dead-letter it here
+        return tx
     except ValidationError as err:
         return DeadLetter(index, err.reason, str(err), err.field)
     except Exception as exc:  # confined to this record; validation should have said

@@ -82,10 +82,9 @@ def rows_of(values: list[bytes], partition: int = 0, topic: str = "tx") -> list[
     """Parse ``values`` into rows read at offsets 0.. of ``topic``."""
     rows = []
     for i, value in enumerate(values):
-        parsed = parse_input(i, value, 65536, 1e12)
-        assert not isinstance(parsed, DeadLetter), parsed
-        tx, key = parsed
-        rows.append(Row(i, tx, key, partition, InputPosition(topic, i, None)))
+        tx = parse_input(i, value, 65536, 1e12)
+        assert not isinstance(tx, DeadLetter), tx
+        rows.append(Row(i, tx, tx.account_id.encode(), partition, InputPosition(topic, i, None)))
     return rows
 
 
@@ -267,8 +266,8 @@ def test_parse_input_dead_letters_with_the_field_or_the_stage() -> None:
     refused = parse_input(3, b'{"tx_id": "x"}', 65536, 1e12)
     assert isinstance(refused, DeadLetter)
     assert refused.index == 3 and refused.field is not None and refused.exc is None
-    tx, key = parse_input(0, tx_json("ok", "acc-9"), 65536, 1e12)  # type: ignore[misc]
-    assert tx.tx_id == "ok" and key == b"acc-9"
+    tx = parse_input(0, tx_json("ok", "acc-9"), 65536, 1e12)
+    assert isinstance(tx, Transaction) and tx.tx_id == "ok"
 
 
 def test_rules_raise_tiers_and_forwards_feed_the_fan_in_stage() -> None:

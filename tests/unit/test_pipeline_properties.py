@@ -71,11 +71,11 @@ def decide_batches(model_path: Path, batches: list[list[bytes]]) -> Decided:
         for value in batch:
             # The re-keyed topic: the pipeline takes its records as keyed (no re-keying).
             msg = Message(s.topic_repartition, offset % 4, offset, None, value)
-            parsed = parse_input(len(messages), value, s.max_message_bytes, s.max_amount)
-            if isinstance(parsed, DeadLetter):
-                done.dead.append((msg, parsed))
+            tx = parse_input(len(messages), value, s.max_message_bytes, s.max_amount)
+            if isinstance(tx, DeadLetter):
+                done.dead.append((msg, tx))
             else:
-                tx, key = parsed
+                key = tx.account_id.encode()
                 position = InputPosition(msg.topic, msg.offset, None)
                 rows.append(Row(len(messages), tx, key, msg.partition, position))
             messages.append(msg)
