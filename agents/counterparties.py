@@ -30,11 +30,12 @@ from agents.pipeline import InMessage, dead_letter_headers, exit_now, fit_dead_l
 from app import app
 from app.internals.faust_transport import aiokafka_producer
 from app.settings import Settings
+from models.aml.fanin import count_fanin, counted, escalate_fanin
 from models.aml.forward import Forwarded, fanin_alert, parse_forward
+from models.aml.lists import Decision
 from models.aml.runtime import AmlRuntime
 from models.records import dumps
 from models.redelivery import InputPosition
-from models.tiers import escalate
 from monitoring.metrics import VigilMetrics
 from tables.accounts import AccountStore
 from tables.counterparties import counterparty_aml_table
@@ -158,21 +159,22 @@ class FanInPipeline:
         """
         fwd = parse_forward(msg.value, self.settings.max_amount)
         tx = fwd.tx
-        if tx.counterparty_id is None or msg.key is None or tx.counterparty_id in allowed:
-            return
+        if msg.key is None or not counted(tx, allowed):
+            return  # no counterparty, or an allow-listed one
         slot = (msg.partition, msg.key)
         state = states.get(slot)
         if state is None:
             state = load_state(raw)
         pos = InputPosition(msg.topic, msg.offset, self.end_offset(msg.topic, msg.partition))
-        replay = fanin.is_replay(state, tx, pos)
-        hits, state = fanin.evaluate(state, tx, replay, pos)
+        result = count_fanin(fanin, allowed, state, tx, pos)
+        assert result is not None  # counted, as checked above
+        hits, state = result
         alert = None
-        if hits and fwd.alerts:
-            tier = escalate(fwd.tier, [h.tier for h in hits])
-            rules = [*fwd.rules, *(h.to_dict() for h in hits)]
+        raised = escalate_fanin(Decision(fwd.tier, fwd.rules, True, fwd.alerts), hits)
+        if raised is not None:
+            tier = raised.tier
             reasons = fwd.reasons or self.explain(fwd)
-            alert = dumps(fanin_alert(fwd, tier, rules, reasons, now_ms))
+            alert = dumps(fanin_alert(fwd, tier, raised.rules, reasons, now_ms))
         # The alert is built before the state is kept: a record that fails adds nothing.
         states[slot] = state
         dirty.add(slot)  # replays too: the changelog may be behind the local database

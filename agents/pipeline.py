@@ -1,7 +1,8 @@
 """One micro-batch of transactions: validate, update velocity state, score, tier, send.
 
-The agent hands this class plain messages; everything it calls is pure code from
-``models/`` except the three edges it is given: the account store, the batch sender and the
+The agent hands this class plain messages. It parses and re-keys them, reads the accounts'
+states from the store, lets :func:`models.decision.decide` (pure code) decide the batch, then
+emits the outcome through its three edges: the account store, the batch sender and the
 metrics. One RocksDB write batch and one changelog record per touched account per batch.
 """
 
@@ -13,28 +14,29 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from app.settings import Settings
-from models.aml.lists import Decision
 from models.aml.runtime import AmlRuntime
-from models.aml.stage import AccountAmlBatch
 from models.counterparty_risk import CounterpartyRisk
-from models.features import FEATURE_NAMES, N_FEATURES, AccountState, update_account
-from models.records import alert_record, challenger_record, dumps, scored_record
+from models.decision import DeadLetter, NonFiniteFeatureError, Row, Slot, decide, parse_input
 from models.redelivery import InputPosition
-from models.scorer import Reason
-from models.tiers import tier_for_score
-from models.transaction import Transaction, ValidationError, parse_transaction
 from monitoring.metrics import VigilMetrics, observe_many
 from tables.accounts import AccountStore
 
 from .output import BatchSender
 from .served_model import ModelSet, ServedModel
 
-__all__ = ["InMessage", "ModelSource", "RiskSource", "ServedModel", "TransactionPipeline"]
+__all__ = [
+    "InMessage",
+    "ModelSource",
+    "NonFiniteFeatureError",
+    "RiskSource",
+    "ServedModel",
+    "TransactionPipeline",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +96,6 @@ RECORD_FRAMING_BYTES = 256
 #: Most bytes of error text and of the source key a dead letter's headers carry.
 MAX_ERROR_BYTES = 1024
 MAX_KEY_HEADER_BYTES = 1024
-#: The decision recorded for a row that failed before its own: keeps row indices aligned.
-_FAILED = Decision("MINIMAL", [], False, False)
 
 
 def _header_text(text: str, limit: int = MAX_ERROR_BYTES) -> bytes:
@@ -145,35 +145,6 @@ def fit_dead_letter(
     headers.append(marker)
     keep = limit - (size - len(value)) - len(marker[0]) - len(marker[1])
     return value[: max(0, keep)]
-
-
-class NonFiniteFeatureError(ArithmeticError):
-    """A feature came out infinite (beyond float32): the model must never see it."""
-
-
-def _score_both(models: ModelSet, rows: np.ndarray) -> None:
-    models.champion.scorer.score(rows)
-    if models.challenger is not None:
-        models.challenger.scorer.score(rows)
-
-
-def _failing_rows(
-    work: Callable[[np.ndarray], object], rows: np.ndarray
-) -> dict[int, BaseException]:
-    """Return the rows ``work`` fails on one at a time, after it failed on all of them.
-
-    A failure is the record's when the other rows pass without it; when every row of
-    several fails alone, the cause is not in the records (a broken model): raise it.
-    """
-    failed: dict[int, BaseException] = {}
-    for i in range(rows.shape[0]):
-        try:
-            work(rows[i : i + 1])
-        except Exception as exc:
-            failed[i] = exc
-    if len(failed) == rows.shape[0] and len(failed) > 1:
-        raise next(iter(failed.values()))
-    return failed
 
 
 def exit_now(exc: BaseException) -> None:
@@ -238,92 +209,36 @@ class TransactionPipeline:
             partition = cache[key] = self.sender.partition_for(self.settings.topic_repartition, key)
         return partition
 
-    def _dead_letter(self, msg: InMessage, error: str, field: str | None, reason: str) -> None:
-        headers = dead_letter_headers(msg, error, field)
+    def _dead_letter(self, msg: InMessage, dead: DeadLetter) -> None:
+        if dead.exc is not None:  # a stage failed for the record: a bug, or input not foreseen
+            log.error(
+                "record dead-lettered, %s failed: %r (%s/%d@%d)",
+                dead.reason.removeprefix("stage."),
+                dead.exc,
+                msg.topic,
+                msg.partition,
+                msg.offset,
+            )
+        headers = dead_letter_headers(msg, dead.error, dead.field)
         s = self.settings
         value = fit_dead_letter(msg.value, headers, s.max_message_bytes)
         self.sender.add(s.topic_deadletter, msg.partition % s.partitions, None, value, headers)
-        self.metrics.deadletters.labels(reason).inc()
+        self.metrics.deadletters.labels(dead.reason).inc()
         self._c_invalid.inc()
-
-    def _failed(self, msg: InMessage, stage: str, exc: BaseException) -> None:
-        """Dead-letter a record that failed alone at ``stage``: a bug, or input not foreseen."""
-        log.error(
-            "record dead-lettered, %s failed: %r (%s/%d@%d)",
-            stage,
-            exc,
-            msg.topic,
-            msg.partition,
-            msg.offset,
-        )
-        error = f"stage={stage} error={type(exc).__name__}: {exc}"
-        self._dead_letter(msg, error, None, f"stage.{stage}")
-
-    def _drop_rows(
-        self,
-        failed: dict[int, BaseException],
-        stage: str,
-        valid: list[tuple[InMessage, Transaction, bytes]],
-        feature_rows: list[list[float]],
-        replayed: list[bool],
-        rows: np.ndarray,
-        aml: AccountAmlBatch,
-    ) -> tuple[
-        list[tuple[InMessage, Transaction, bytes]], list[list[float]], list[bool], np.ndarray
-    ]:
-        """Dead-letter the ``failed`` rows and return the batch's lists without them."""
-        for i in sorted(failed, reverse=True):
-            self._failed(valid[i][0], stage, failed[i])
-            del aml.hits[i]
-        keep = [i for i in range(len(valid)) if i not in failed]
-        return (
-            [valid[i] for i in keep],
-            [feature_rows[i] for i in keep],
-            [replayed[i] for i in keep],
-            rows[keep],
-        )
-
-    def _explain(
-        self,
-        model: ServedModel,
-        rows: np.ndarray,
-        feature_rows: list[list[float]],
-        alerted: list[int],
-        valid: list[tuple[InMessage, Transaction, bytes]],
-        outputs: list[bytes | None],
-        tiers: list[str],
-    ) -> dict[int, list[Reason]]:
-        """Return the reasons of the alerted rows; a row that cannot be explained alone is
-        dead-lettered (its ``outputs`` and ``tiers`` entries are cleared)."""
-        k = self.settings.reasons_top_k
-        try:
-            why = model.scorer.explain(rows[alerted], k, [feature_rows[i] for i in alerted])
-        except Exception:
-            failed = _failing_rows(lambda r: model.scorer.explain(r, k), rows[alerted])
-            for j, err in failed.items():
-                i = alerted[j]
-                self._failed(valid[i][0], "explain", err)
-                outputs[i], tiers[i] = None, ""
-            alerted = [i for i in alerted if outputs[i] is not None]
-            why = model.scorer.explain(rows[alerted], k, [feature_rows[i] for i in alerted])
-        return dict(zip(alerted, why, strict=True))
 
     async def process(self, messages: Sequence[InMessage]) -> None:
         """Process one micro-batch and hand its outputs to the producer."""
         started = time.perf_counter()
         s = self.settings
         repartition = s.topic_repartition
-        valid: list[tuple[InMessage, Transaction, bytes]] = []
-        for msg in messages:
-            try:
-                tx = parse_transaction(msg.value, s.max_message_bytes, s.max_amount)
-                key = tx.account_id.encode()
-            except ValidationError as err:
-                self._dead_letter(msg, str(err), err.field, err.reason)
+        rows: list[Row] = []
+        ends: dict[tuple[str, int], int | None] = {}
+        for i, msg in enumerate(messages):
+            tx = parse_input(i, msg.value, s.max_message_bytes, s.max_amount)
+            if isinstance(tx, DeadLetter):
+                self._dead_letter(msg, tx)
                 continue
-            except Exception as exc:  # confined to this record; validation should have said
-                self._failed(msg, "parse", exc)
-                continue
+            key = tx.account_id.encode()
             if msg.topic != repartition and (
                 msg.key != key or msg.partition != self._home_partition(key)
             ):
@@ -335,12 +250,16 @@ class TransactionPipeline:
                 self.sender.add(repartition, partition, key, msg.value)
                 self._c_repartitioned.inc()
                 continue
-            valid.append((msg, tx, key))
+            source = (msg.topic, msg.partition)
+            if source not in ends:
+                ends[source] = self.end_offset(msg.topic, msg.partition)
+            pos = InputPosition(msg.topic, msg.offset, ends[source])
+            rows.append(Row(i, tx, key, msg.partition, pos))
 
-        if valid:
-            self._score(valid, started)
+        if rows:
+            self._decide(messages, rows, started)
         delivery = await self.sender.submit()
-        event_times_s = [tx.ts_ms / 1000.0 for _, tx, _ in valid]
+        event_times_s = [row.tx.ts_ms / 1000.0 for row in rows]
         delivery.add_done_callback(lambda fut: self._delivered(fut, event_times_s, started))
         in_flight = self._in_flight
         in_flight.append(delivery)
@@ -350,195 +269,69 @@ class TransactionPipeline:
             await asyncio.wait([in_flight.popleft()])
         self.metrics.batch_size.observe(len(messages))
 
-    def _score(self, valid: list[tuple[InMessage, Transaction, bytes]], started: float) -> None:
-        """Featurise, score, decide and emit a batch; a row that fails alone is dead-lettered.
+    def _risk(self, counterparty_id: str) -> CounterpartyRisk | None:
+        return self.risk.get(counterparty_id, self._home_partition(counterparty_id.encode()))
 
-        Every output of a row is built before any is handed to the sender, so a row ends up
-        either scored (with its alert and forward) or dead-lettered, never both. A row that
-        fails after its state was updated leaves that update in place.
+    def _decide(self, messages: Sequence[InMessage], rows: list[Row], started: float) -> None:
+        """Load the rows' states, decide the batch (models.decision) and emit its outcome.
+
+        Outputs are emitted in the order the decision found them: dead letters, then each
+        scored record with its alert, then the fan-in forwards, and the changelog last.
         """
-        states: dict[tuple[int, bytes], AccountState] = {}
-        risks: dict[str, CounterpartyRisk | None] = {}
-        dirty: set[tuple[int, bytes]] = set()
-        feature_rows: list[list[float]] = []
-        replayed: list[bool] = []
-        kept: list[tuple[InMessage, Transaction, bytes]] = []
-        aml = AccountAmlBatch(
-            self.aml.snapshot, int(self.clock() * 1000), self.settings.topic_by_counterparty
+        states: dict[Slot, bytes | None] = {}
+        for row in rows:
+            slot = row.slot
+            if slot not in states:
+                # A failing read is the database's, not the record's: it stops the worker.
+                states[slot] = self.store.get(row.partition, row.key)
+        s = self.settings
+        out = decide(
+            rows,
+            states,
+            self._risk,
+            self.models.current,  # one consistent pair for the whole batch
+            self.aml.snapshot,
+            int(self.clock() * 1000),
+            reasons_top_k=s.reasons_top_k,
+            forward_topic=s.topic_by_counterparty,
         )
-        ends: dict[tuple[str, int], int | None] = {}
-        for item in valid:
-            msg, tx, key = item
-            slot = (msg.partition, key)
-            source = (msg.topic, msg.partition)
-            if source not in ends:
-                ends[source] = self.end_offset(msg.topic, msg.partition)
-            pos = InputPosition(msg.topic, msg.offset, ends[source])
-            state = states.get(slot)
-            # A failing read is the database's, not the record's: it stops the worker.
-            raw = self.store.get(msg.partition, key) if state is None else None
-            try:
-                if state is None:
-                    state = AccountState.from_bytes(raw) if raw is not None else AccountState()
-                    states[slot] = state
-                before = state.n
-                cp = tx.counterparty_id
-                cp_risk = None
-                if cp is not None:
-                    if cp in risks:
-                        cp_risk = risks[cp]
-                    else:
-                        cp_part = self._home_partition(cp.encode())
-                        cp_risk = risks[cp] = self.risk.get(cp, cp_part)
-                features, state = update_account(state, tx, cp_risk, pos)
-                aml.evaluate(state, tx, features, replay=state.n == before)
-            except Exception as exc:  # confined to this record (and its account's state)
-                self._failed(msg, "featurise", exc)
-                continue
-            # Replays are written back too: after a crash the local database may be ahead of
-            # the changelog (written before the outputs were acknowledged), and only a new
-            # changelog record brings standbys and a later owner up to date.
-            dirty.add(slot)
-            replayed.append(state.n == before)
-            feature_rows.append(features)
-            kept.append(item)
-        valid = kept
+        m = self.metrics
+        m.scoring_latency.observe(time.perf_counter() - started)
+        m.recent_scores.add(out.scores)
+        observe_many(m.score, out.scores)
+        if out.challenger_scores is not None:
+            observe_many(m.challenger_score, out.challenger_scores)
 
-        # One conversion for the batch (a list row into a numpy row costs ~2 us each). A value
-        # beyond float32 becomes inf, which the check below dead-letters: no warning needed.
-        with np.errstate(over="ignore"):
-            rows = np.array(feature_rows, dtype=np.float32).reshape(len(valid), N_FEATURES)
-        if np.isinf(rows).any():  # bounded inputs cannot get here; a bug must not either
-            failed: dict[int, BaseException] = {}
-            for i in np.flatnonzero(np.isinf(rows).any(axis=1)).tolist():
-                names = [FEATURE_NAMES[j] for j in np.flatnonzero(np.isinf(rows[i])).tolist()]
-                failed[i] = NonFiniteFeatureError(f"infinite as float32: {', '.join(names)}")
-            valid, feature_rows, replayed, rows = self._drop_rows(
-                failed, "featurise", valid, feature_rows, replayed, rows, aml
-            )
-        models = self.models.current  # one consistent pair for the whole batch
-        model = models.champion
-        challenger = models.challenger
-        try:
-            scores = model.scorer.score(rows)
-            ch_scores = challenger.scorer.score(rows) if challenger is not None else None
-        except Exception:
-            failed = _failing_rows(lambda r: _score_both(models, r), rows)
-            valid, feature_rows, replayed, rows = self._drop_rows(
-                failed, "score", valid, feature_rows, replayed, rows, aml
-            )
-            scores = model.scorer.score(rows)
-            ch_scores = challenger.scorer.score(rows) if challenger is not None else None
-        self.metrics.scoring_latency.observe(time.perf_counter() - started)
-        self.metrics.recent_scores.add(scores)
-
-        now_ms = int(self.clock() * 1000)
-        thresholds = model.thresholds
-        alerted: list[int] = []
-        tiers: list[str] = []
-        #: Each row's transactions.scored value; None once the row is dead-lettered.
-        outputs: list[bytes | None] = []
-        observe_many(self.metrics.score, scores)
-        if ch_scores is not None:
-            observe_many(self.metrics.challenger_score, ch_scores)
-        for i, (msg, tx, _) in enumerate(valid):
-            stage = "rule"
-            try:
-                score = float(scores[i])
-                decision = aml.decide(i, tx, tier_for_score(score, thresholds))
-                tier = decision.tier  # the model's tier raised by AML rules and lists
-                stage = "serialise"
-                shadow = None
-                if ch_scores is not None:
-                    assert challenger is not None
-                    ch_score = float(ch_scores[i])
-                    shadow = challenger_record(
-                        challenger.version,
-                        ch_score,
-                        tier_for_score(ch_score, challenger.thresholds),
-                    )
-                value = scored_record(
-                    tx, score, tier, model.version, decision.rules, now_ms, replayed[i], shadow
-                )
-            except Exception as exc:
-                if len(aml.decisions) == i:
-                    aml.decisions.append(_FAILED)
-                self._failed(msg, stage, exc)
-                tiers.append("")
-                outputs.append(None)
-                continue
-            tiers.append(tier)
-            outputs.append(value)
-            if decision.alert:
-                alerted.append(i)
-        explained: dict[int, Any] = {}
-        alerts: dict[int, bytes] = {}
-        if alerted:
-            reasons = self._explain(model, rows, feature_rows, alerted, valid, outputs, tiers)
-            for i, why in reasons.items():
-                msg, tx, _ = valid[i]
-                try:
-                    rules = aml.decisions[i].rules
-                    score = float(scores[i])
-                    alert = alert_record(
-                        tx, score, tiers[i], model.version, why, rules, feature_rows[i], now_ms
-                    )
-                    alerts[i] = dumps(alert)
-                except Exception as exc:
-                    self._failed(msg, "serialise", exc)
-                    outputs[i], tiers[i] = None, ""
-                    continue
-                explained[i] = why
-        forwards: list[tuple[str, bytes, bytes]] = []
-        if aml.snapshot.fanin.rules:
-            for i, (msg, tx, _) in enumerate(valid):
-                if outputs[i] is None:
-                    continue
-                try:  # to the fan-in agent (agents/counterparties.py), keyed by counterparty
-                    forward = aml.forward_record(
-                        i, tx, scores, model.version, explained, feature_rows
-                    )
-                except Exception as exc:
-                    self._failed(msg, "forward", exc)
-                    outputs[i], tiers[i] = None, ""
-                    continue
-                if forward is not None:
-                    forwards.append(forward)
-        scored_topic = self.settings.topic_scored
-        n_scored = n_replayed = 0
-        for i, (msg, _, key) in enumerate(valid):
-            out = outputs[i]
-            if out is None:
-                continue
-            self.sender.add(scored_topic, msg.partition, key, out)
-            alert_value = alerts.get(i)
-            if alert_value is not None:
-                self.sender.add(self._alert_topics[tiers[i]], msg.partition, key, alert_value)
-                self.metrics.alerts.labels(tiers[i]).inc()
-            n_scored += 1
-            n_replayed += replayed[i]
-        for topic, cp_key, value in forwards:
+        for dead in out.dead_letters:
+            self._dead_letter(messages[dead.index], dead)
+        scored_topic = s.topic_scored
+        for rec in out.scored:
+            self.sender.add(scored_topic, rec.partition, rec.key, rec.value)
+            if rec.alert is not None:
+                self.sender.add(self._alert_topics[rec.tier], rec.partition, rec.key, rec.alert)
+        for fwd in out.forwards:
             # Every topic has VIGIL_PARTITIONS partitions (checked at start), so the
             # murmur2 partition of a key is the same on all of them.
-            self.sender.add(topic, self._home_partition(cp_key), cp_key, value)
+            self.sender.add(fwd.topic, self._home_partition(fwd.key), fwd.key, fwd.value)
 
         changelog = self.store.changelog_topic
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
-        for slot in dirty:
-            partition, key = slot
-            value = states[slot].to_bytes()
+        for (partition, key), state in out.states.items():
+            value = state.to_bytes()
             by_partition.setdefault(partition, []).append((key, value))
             self.sender.add(changelog, partition, key, value)
         for partition, items in by_partition.items():
             self.store.put_many(partition, items)
 
-        self._c_replayed.inc(n_replayed)
-        self._c_scored.inc(n_scored - n_replayed)
-        for tier in set(tiers):
-            if tier:  # "": the row was dead-lettered
-                self.metrics.tiers.labels(tier).inc(tiers.count(tier))
-        for rule_id, n in aml.hit_counts().items():
-            self.metrics.rule_hits.labels(rule_id).inc(n)
+        c = out.counts
+        self._c_replayed.inc(c.replayed)
+        self._c_scored.inc(c.scored)
+        for tier, n in c.tiers.items():
+            m.tiers.labels(tier).inc(n)
+        for tier, n in c.alerts.items():
+            m.alerts.labels(tier).inc(n)
+        for rule_id, n in c.rule_hits.items():
+            m.rule_hits.labels(rule_id).inc(n)
 
     def _delivered(
         self,

@@ -18,9 +18,11 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from models.aml import ListVerdict, RuleHit, decide
+from models.aml import ListVerdict, RuleHit
+from models.aml.fanin import final_decision
+from models.aml.lists import Decision
 from models.aml.runtime import AmlSnapshot
-from models.aml.stage import evaluate_offline
+from models.aml.stage import offline_hits
 from models.artifact import ModelArtifact, load_artifact
 from models.evaluation import evaluate
 from models.replay import DEFAULT_LABEL_DELAY_DAYS, ReplayStep
@@ -42,8 +44,14 @@ log = logging.getLogger(__name__)
 class RowRules:
     """What the AML layer said about one transaction, before the model's tier is known."""
 
+    #: Hits of the account rules, then of the fan-in rules (the counterparty-keyed stage).
     hits: Sequence[RuleHit] = ()
     verdict: ListVerdict = field(default_factory=ListVerdict)
+    fanin_hits: Sequence[RuleHit] = ()
+
+    def decision(self, model_tier: str) -> Decision:
+        """Return the decision the two agents reach once the model's tier is known."""
+        return final_decision(model_tier, self.hits, self.fanin_hits, self.verdict)
 
 
 #: Runs the AML rules on one replayed transaction (same state the stream would have).
@@ -60,11 +68,11 @@ def rules_hook(snapshot: AmlSnapshot) -> RulesHook:
     cp_states: dict[str, list[Any]] = {}
 
     def hook(tx: Transaction, step: ReplayStep) -> RowRules:
-        _, hits = evaluate_offline(
-            snapshot, step.state, cp_states, tx, step.features, "MINIMAL", replay=step.replayed
+        hits, fanin_hits = offline_hits(
+            snapshot, step.state, cp_states, tx, step.features, replay=step.replayed
         )
         verdict = snapshot.lists.verdict(tx.account_id, tx.counterparty_id, tx.ts_ms)
-        return RowRules(tuple(hits), verdict)
+        return RowRules(tuple(hits), verdict, tuple(fanin_hits))
 
     return hook
 
@@ -111,7 +119,7 @@ def rule_figures(
     for label, model_tier, row, alert in zip(
         labels.tolist(), model_tiers, rows, alerted, strict=True
     ):
-        hit_ids = {h.rule_id for h in (*row.verdict.denied, *row.hits)}
+        hit_ids = {h.rule_id for h in (*row.verdict.denied, *row.hits, *row.fanin_hits)}
         for rule_id in sorted(hit_ids):
             r = out.setdefault(rule_id, {"hits": 0, "frauds": 0, "added_alerts": 0})
             r["hits"] += 1
@@ -137,7 +145,7 @@ def score_period(
     thresholds = resolve_thresholds(artifact.thresholds, tier_overrides or {})
     model_tiers = [tier_for_score(s, thresholds) for s in scores.tolist()]
     row_rules = list(rules[rows]) if rules is not None else [RowRules() for _ in model_tiers]
-    decisions = [decide(t, r.hits, r.verdict) for t, r in zip(model_tiers, row_rules, strict=True)]
+    decisions = [r.decision(t) for t, r in zip(model_tiers, row_rules, strict=True)]
     tiers = [d.tier if d.alert else "MINIMAL" for d in decisions]
     labels = dataset.labels[rows]
     figures = evaluate(

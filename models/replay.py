@@ -1,7 +1,7 @@
 """Offline event-time replay: the stream's state updates, run over a file without a broker.
 
 Training and backtests walk transactions in event-time order through
-:func:`models.features.update_account` (the function the streaming agent calls) and reveal
+:func:`models.decision.featurise` (the step the stream's batch decision runs) and reveal
 each label only ``label_delay`` after its transaction, into the same per-counterparty risk
 state the labels agent keeps. So a feature never sees a label the stream would not have had.
 """
@@ -12,7 +12,8 @@ import heapq
 from dataclasses import dataclass, field
 
 from models.counterparty_risk import CounterpartyRisk, apply_label
-from models.features import AccountState, update_account
+from models.decision import featurise
+from models.features import AccountState
 from models.transaction import Transaction
 
 DAY_MS = 86_400_000
@@ -71,12 +72,12 @@ class Replayer:
         """Featurise ``tx`` as the agent would, then schedule its label's arrival."""
         self.reveal_until(tx.ts_ms)
         cp = tx.counterparty_id
-        state = self.accounts.get(tx.account_id)
-        before = state.n if state is not None else 0
-        features, state = update_account(
-            state, tx, self.counterparties.get(cp) if cp is not None else None
+        features, state, replayed = featurise(
+            self.accounts.get(tx.account_id),
+            tx,
+            self.counterparties.get(cp) if cp is not None else None,
         )
         self.accounts[tx.account_id] = state
         if label is not None and cp is not None and self.label_delay_ms is not None:
             self.add_label(LabelEvent(tx.ts_ms + self.label_delay_ms, cp, tx.tx_id, label == 1))
-        return ReplayStep(features, state, state.n == before)
+        return ReplayStep(features, state, replayed)

@@ -381,7 +381,7 @@ class FanInEngine:
         buckets_by_rule: dict[str, list[list[float]]] = state[3]
         h = tx.id_hash
         if replay is None:
-            replay = already_applied(state[4], seen, h, pos)
+            replay = self.is_replay(state, tx, pos)
         if not replay:
             seen.append(h)
             if len(seen) > CP_SEEN_TX:

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from models.aml.fanin import count_fanin, final_decision
 from models.aml.forward import forward_record
 from models.aml.lists import Decision, decide
 from models.aml.rulebook import RuleHit
@@ -35,8 +36,7 @@ class AccountAmlBatch:
         self, state: AccountState, tx: Transaction, features: Sequence[float], replay: bool
     ) -> None:
         """Evaluate the account rules on ``tx`` and store the new AML state in ``state``."""
-        hits, state.aml = self.snapshot.engine.evaluate(state.aml, tx, features, replay)
-        self.hits.append(hits)
+        self.hits.append(account_hits(self.snapshot, state, tx, features, replay))
 
     def decide(self, i: int, tx: Transaction, model_tier: str) -> Decision:
         """Return (and remember) row ``i``'s final tier, rules and whether it is alerted."""
@@ -104,6 +104,47 @@ class AccountAmlBatch:
         return self.forward_topic, tx.counterparty_id.encode(), value
 
 
+def account_hits(
+    snapshot: AmlSnapshot,
+    state: AccountState,
+    tx: Transaction,
+    features: Sequence[float],
+    replay: bool,
+) -> list[RuleHit]:
+    """Evaluate the account rules on ``tx`` and store the new AML state in ``state``.
+
+    ``state`` is the account's state right after ``update_account``, so the AML state
+    rides in the same table write (stream) or replayed state (offline).
+    """
+    hits, state.aml = snapshot.engine.evaluate(state.aml, tx, features, replay)
+    return hits
+
+
+def offline_hits(
+    snapshot: AmlSnapshot,
+    state: AccountState,
+    cp_states: dict[str, list[Any]],
+    tx: Transaction,
+    features: Sequence[float],
+    replay: bool = False,
+) -> tuple[list[RuleHit], list[RuleHit]]:
+    """Return the account and fan-in hits of one replayed transaction, as the two agents would.
+
+    ``cp_states`` maps counterparty_id to fan-in state (updated in place, as the fan-in
+    agent's table): a transaction is counted there when the account pipeline would forward
+    it (``fanin.wants``) and :func:`models.aml.fanin.count_fanin` counts it.
+    """
+    hits = account_hits(snapshot, state, tx, features, replay)
+    fanin = snapshot.fanin
+    cp = tx.counterparty_id
+    fanin_hits: list[RuleHit] = []
+    if cp is not None and fanin.wants(tx):
+        counted = count_fanin(fanin, snapshot.lists.allow.counterparties, cp_states.get(cp, []), tx)
+        if counted is not None:
+            fanin_hits, cp_states[cp] = counted
+    return hits, fanin_hits
+
+
 def evaluate_offline(
     snapshot: AmlSnapshot,
     state: AccountState,
@@ -116,20 +157,13 @@ def evaluate_offline(
 ) -> tuple[Decision, list[RuleHit]]:
     """Evaluate account and fan-in rules and the lists for one transaction, in one call.
 
-    For replays of a file in event-time order (the backtest): ``state`` is the account's
-    state right after ``update_account`` (its ``aml`` is updated in place), ``cp_states``
-    maps counterparty_id to fan-in state (updated in place). Suppressions expire at
-    ``now_ms`` (default: the event time). Returns the decision (final tier, ``rules``, alert or
-    not) and every rule hit before the lists, each with its ``rule_id`` for per-rule counts.
-    An alert the rules added beyond the model alone is ``decision.alert`` with a
-    ``model_tier`` of ``MINIMAL``; a raised tier is ``decision.tier != model_tier``.
+    For replays of a file in event-time order: see :func:`offline_hits` for the states.
+    Suppressions expire at ``now_ms`` (default: the event time). Returns the final decision
+    (:func:`models.aml.fanin.final_decision`: tier, ``rules``, alert or not) and every rule
+    hit before the lists, each with its ``rule_id`` for per-rule counts. An alert the rules
+    added beyond the model alone is ``decision.alert`` with a ``model_tier`` of ``MINIMAL``.
     """
-    hits, state.aml = snapshot.engine.evaluate(state.aml, tx, features, replay)
-    fanin = snapshot.fanin
-    cp = tx.counterparty_id
-    if cp is not None and fanin.wants(tx) and cp not in snapshot.lists.allow.counterparties:
-        cp_hits, cp_states[cp] = fanin.evaluate(cp_states.get(cp, []), tx)
-        hits = hits + cp_hits
+    hits, fanin_hits = offline_hits(snapshot, state, cp_states, tx, features, replay)
     at = tx.ts_ms if now_ms is None else now_ms
-    decision = decide(model_tier, hits, snapshot.lists.verdict(tx.account_id, cp, at))
-    return decision, hits
+    verdict = snapshot.lists.verdict(tx.account_id, tx.counterparty_id, at)
+    return final_decision(model_tier, hits, fanin_hits, verdict), hits + fanin_hits

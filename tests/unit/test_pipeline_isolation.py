@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 import pytest
 
-import agents.pipeline as pipeline_module
+import models.decision as decision_module
 from agents.pipeline import (
     MAX_KEY_HEADER_BYTES,
     RECORD_FRAMING_BYTES,
@@ -143,7 +143,7 @@ def test_an_infinite_feature_never_reaches_the_model(
             poisoned.append(tx.tx_id)
         return features, state
 
-    monkeypatch.setattr(pipeline_module, "update_account", update)
+    monkeypatch.setattr(decision_module, "update_account", update)
     run(
         pipeline,
         [tx_json("inf", "acc-1", **ALERTED), tx_json("alert", "acc-2", **ALERTED)],
@@ -203,7 +203,7 @@ def test_a_record_that_fails_to_serialise_keeps_the_other_rows_aligned(
             raise TypeError("cannot serialise")
         return real(tx, *args)
 
-    monkeypatch.setattr(pipeline_module, "scored_record", failing_record)
+    monkeypatch.setattr(decision_module, "scored_record", failing_record)
     run(
         pipeline,
         [
