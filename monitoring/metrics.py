@@ -85,7 +85,7 @@ class VigilMetrics:
         )
         self.scoring_latency = BatchHistogram(
             "vigil_scoring_latency_seconds",
-            "Time to compute features and score one micro-batch.",
+            "Time to decide one micro-batch: features, rules, scoring and records.",
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
