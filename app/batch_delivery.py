@@ -66,7 +66,15 @@ class RecordBatch:
     ``value``, ``timestamp``, ``headers``), in fetch order within each partition.
     """
 
-    __slots__ = ("__weakref__", "acked", "generation_id", "offsets", "records", "refcount")
+    __slots__ = (
+        "__weakref__",
+        "acked",
+        "epoch",
+        "generation_id",
+        "offsets",
+        "records",
+        "refcount",
+    )
 
     def __init__(
         self, records: list[Any], offsets: dict[TP, list[int]], generation_id: int = 0
@@ -76,6 +84,9 @@ class RecordBatch:
         self.offsets = offsets
         #: The consumer group generation the records were fetched in.
         self.generation_id = generation_id
+        #: The route's queue epoch when the drain loop began to queue it (see
+        #: :meth:`BatchRoute.deliver`).
+        self.epoch = 0
         self.acked = False
         self.refcount = 1  # read by Faust's wait_empty when it logs what it waits for
 
@@ -97,7 +108,9 @@ class RecordBatch:
             records.extend(batch.records)
             for tp, tp_offsets in batch.offsets.items():
                 offsets.setdefault(tp, []).extend(tp_offsets)
-        return cls(records, offsets, batches[-1].generation_id)
+        merged = cls(records, offsets, batches[-1].generation_id)
+        merged.epoch = min(batch.epoch for batch in batches)
+        return merged
 
 
 def split_batches(
@@ -141,6 +154,9 @@ class BatchRoute:
         #: Set when Faust cleared the channel's queue (at every flow resume): the batches in
         #: it were dropped unprocessed, and the drain loop must read them again.
         self.cleared = False
+        #: How many clears the queue has seen. A batch carries the epoch it was queued in;
+        #: one queued before a clear is stale even if it lands in the queue after it.
+        self.epoch = 0
         self._watched: Any = None
 
     def subscribe(self) -> None:
@@ -165,6 +181,7 @@ class BatchRoute:
 
         def cleared() -> None:
             self.cleared = True
+            self.epoch += 1
             log.debug("queue cleared, dropping %s", list(faust_channel.queued_items(queue)))
             clear()
 
@@ -176,7 +193,14 @@ class BatchRoute:
         return cleared
 
     async def deliver(self, consumer: Any, batch: RecordBatch) -> bool:
-        """Queue ``batch`` for the agent; False if the flow was suspended first."""
+        """Queue ``batch`` for the agent; False if the flow was suspended first.
+
+        The batch takes the queue's epoch now, before any wait: a put that waits for room
+        can be woken by the agent taking a batch and complete after a clear in the same
+        turn of the event loop, landing the batch behind the dropped ones. Its old epoch
+        makes the agent drop it too (:meth:`current`), so batches are applied in order.
+        """
+        batch.epoch = self.epoch
         queue = self._queue()
         while queue is None:  # the agent has not started iterating yet
             if not consumer.flow_active or consumer.should_stop:
@@ -217,12 +241,19 @@ class BatchRoute:
         size = len(batch)
         deadline = asyncio.get_running_loop().time() + linger_s
         while size < self.max_records:
+            if batch.epoch != self.epoch:
+                break  # cleared while lingering: this batch is dropped (see current())
             if waiting:
-                if size + len(waiting[0]) > self.max_records:
+                nxt = waiting[0]
+                older = (nxt.generation_id, nxt.epoch) < (batch.generation_id, batch.epoch)
+                if older:  # queued before a rebalance or a clear: dropped, read again
+                    queue.get_nowait()
+                    continue
+                if nxt.generation_id != batch.generation_id or nxt.epoch != batch.epoch:
+                    break  # this batch is the stale one: never merge records across a clear
+                if size + len(nxt) > self.max_records:
                     break
-                nxt = queue.get_nowait()
-                if nxt.generation_id != batch.generation_id:
-                    continue  # from another generation: not processed (see current())
+                queue.get_nowait()
                 batches.append(nxt)
                 size += len(nxt)
             elif linger_s > 0 and asyncio.get_running_loop().time() < deadline:
@@ -245,9 +276,11 @@ class BatchRoute:
         incomplete is never acknowledged.
         """
         async for first in batches:
+            if not self.current(first):
+                continue  # fetched before a rebalance or a clear: read again from the commit
             batch = await self.more(first, linger_s)
             if not self.current(batch):
-                continue  # fetched before a rebalance: read again from the committed offset
+                continue  # a clear or a rebalance while it lingered: read again as well
             self.begin(batch)
             try:
                 await process(batch.records)
@@ -264,8 +297,10 @@ class BatchRoute:
         new owner reads it again from the committed offset.
         """
         consumer = self.app.consumer
-        return bool(consumer.flow_active) and (
-            batch.generation_id == self.app.consumer_generation_id
+        return (
+            bool(consumer.flow_active)
+            and batch.generation_id == self.app.consumer_generation_id
+            and batch.epoch == self.epoch
         )
 
     def begin(self, batch: RecordBatch) -> None:

@@ -425,3 +425,67 @@ async def test_a_failed_seek_to_the_committed_offsets_is_tried_again_not_raised(
     assert await reread()  # ...and the seek is done at the next call
     assert consumer.seeks == 2
     assert not await reread()
+
+
+async def test_a_batch_whose_put_was_woken_before_a_clear_is_never_processed() -> None:
+    # The queue is full; the drain loop waits to put B3. The agent takes B1, which wakes
+    # that put, and in the same turn of the event loop the flow resumes and Faust clears the
+    # queue (dropping B2). The woken put then lands B3 in the emptied queue. Processed, B3
+    # would move the accounts' input-offset marks past B2, and B2, read again, would be
+    # scored but never counted: a whole batch missing from the state after a restart.
+    route, _, flow, queue = _open_route(maxsize=2)
+    consumer = DeliveryConsumer()
+    b1, b2, b3 = (RecordBatch(recs(A0, o), {A0: [o]}, generation_id=3) for o in (1, 2, 3))
+    assert await route.deliver(consumer, b1)
+    assert await route.deliver(consumer, b2)
+    delivery = asyncio.create_task(route.deliver(consumer, b3))
+    await _waiting_putter(queue)
+    taken = queue.get_nowait()  # the agent takes B1 (and may process it): B3's put is woken...
+    assert taken is b1 and route.current(b1)
+    flow.resume()  # ...and the recovery's end clears the queue before that put runs
+    await delivery
+    assert route.take_cleared()  # the drain loop seeks back to the committed offset...
+    landed = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert landed == [b3]  # (the woken put did land after the clear)
+    assert not route.current(b3)  # ...and the agent drops what was queued before it
+    assert await route.more(b3) is b3  # (merging cannot bring it back either)
+
+
+async def test_batches_queued_after_a_clear_are_processed() -> None:
+    route, _, flow, queue = _open_route(maxsize=2)
+    consumer = DeliveryConsumer()
+    flow.resume()  # a clear with nothing queued
+    again = RecordBatch(recs(A0, 1), {A0: [1]}, generation_id=3)
+    assert await route.deliver(consumer, again)
+    assert queue.get_nowait() is again and route.current(again)
+
+
+async def test_more_skips_batches_queued_before_a_clear() -> None:
+    route, _, _, queue = _open_route(maxsize=4)
+    consumer = DeliveryConsumer()
+    first = RecordBatch(recs(A0, 1), {A0: [1]}, generation_id=3)
+    assert await route.deliver(consumer, first)
+    taken = queue.get_nowait()
+    stale = RecordBatch(recs(A0, 2), {A0: [2]}, generation_id=3)
+    stale.epoch = route.epoch - 1  # delivered before a clear that the queue has seen since
+    queue.put_nowait(stale)
+    fresh = RecordBatch(recs(A0, 3), {A0: [3]}, generation_id=3)
+    assert await route.deliver(consumer, fresh)
+    merged = await route.more(taken)
+    assert merged.offsets == {A0: [1, 3]}
+
+
+async def test_a_batch_lingering_across_a_clear_is_dropped_not_merged_with_newer_ones() -> None:
+    route, _, flow, queue = _open_route(maxsize=4)
+    consumer = DeliveryConsumer()
+    first = RecordBatch(recs(A0, 1), {A0: [1]}, generation_id=3)
+    assert await route.deliver(consumer, first)
+    taken = queue.get_nowait()
+    lingering = asyncio.create_task(route.more(taken, linger_s=5.0))
+    await asyncio.sleep(0.01)
+    flow.resume()  # a clear while the agent lingers for more records
+    again = RecordBatch(recs(A0, 1), {A0: [1]}, generation_id=3)  # read again after it
+    assert await route.deliver(consumer, again)
+    batch = await lingering
+    assert batch is taken and not route.current(batch)  # dropped: the re-read covers it
+    assert queue.get_nowait() is again and route.current(again)
