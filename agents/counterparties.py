@@ -25,10 +25,10 @@ import numpy as np
 import orjson
 from faust.types import TP
 
-from agents.output import BatchSender
 from agents.pipeline import InMessage, dead_letter_headers, exit_now, fit_dead_letter
-from app import app
 from app.internals.faust_transport import aiokafka_producer
+from app.kafka.instance import app
+from app.kafka.sender import BatchSender
 from app.settings import Settings
 from models.aml.fanin import count_fanin, counted, escalate_fanin
 from models.aml.forward import Forwarded, fanin_alert, parse_forward

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from agents.pipeline import dead_letter_headers, fit_dead_letter
-from app import app
+from app.kafka.instance import app
 from models.counterparty_risk import CounterpartyRisk, apply_label
 from models.labels import LabelError, check_label_time, parse_label
 from tables.counterparty_risk import CounterpartyRiskStore, counterparty_risk_table

@@ -18,6 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
+from app.kafka.sender import BatchSender
+from app.serving import ModelSet, ServedModel
 from app.settings import Settings
 from models.aml.runtime import AmlRuntime
 from models.counterparty_risk import CounterpartyRisk
@@ -25,9 +27,6 @@ from models.decision import DeadLetter, NonFiniteFeatureError, Row, Slot, decide
 from models.redelivery import InputPosition
 from monitoring.metrics import VigilMetrics, observe_many
 from tables.accounts import AccountStore
-
-from .output import BatchSender
-from .served_model import ModelSet, ServedModel
 
 __all__ = [
     "InMessage",

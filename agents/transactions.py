@@ -9,11 +9,11 @@ import os
 from typing import Any
 
 from agents.counterparties import aml_runtime, input_end_offset
-from agents.output import BatchSender
 from agents.pipeline import TransactionPipeline, exit_now
-from agents.served_model import ModelWatcher
-from app import app
 from app.internals.faust_transport import aiokafka_producer
+from app.kafka.instance import app
+from app.kafka.sender import BatchSender
+from app.serving import ModelWatcher
 from tables.accounts import AccountStore, accounts_table
 from tables.counterparty_risk import CounterpartyRiskStore, counterparty_risk_table
 
@@ -123,7 +123,7 @@ async def reload_models() -> None:
 
 @app.agent(app.transaction_batches.channel, name="score-transactions", concurrency=1)
 async def score_transactions(batches: Any) -> None:
-    """Score transactions, a fetch at a time (app.batch_delivery), from both input topics.
+    """Score transactions, a fetch at a time (app.kafka.batch_delivery), from both input topics.
 
     One agent takes both the topic as producers keyed it and the re-keyed topic, so the
     batches of one account are processed one after the other, never interleaved.

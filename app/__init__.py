@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from app.main import VigilApp, create_app
+    from app.kafka.faust_app import VigilApp, create_app
 
     app: VigilApp
 
@@ -19,18 +19,17 @@ __all__ = ["VigilApp", "app", "create_app"]
 
 
 def __getattr__(name: str) -> Any:
-    """Build :data:`app` (and expose the names of ``app.main``) on first access."""
+    """Build :data:`app` (and expose the names of ``app.kafka.faust_app``) on first access."""
     if name == "app":
-        from app.main import create_app
+        from app.kafka.instance import app as instance
 
-        instance = create_app()
         globals()["app"] = instance
         # Registers the CLI commands on the app; it reads ``app`` back from here.
         from app import commands  # noqa: F401
 
         return instance
     if name in ("VigilApp", "create_app"):
-        from app import main
+        from app.kafka import faust_app as main
 
         return getattr(main, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,8 +20,8 @@ import click
 from faust.cli import AppCommand, option
 
 from app import app
-from app.failfast import one_line, print_and_exit
-from app.kafka_security import PLAINTEXT, KafkaSecurity, without_security
+from app.kafka.failfast import one_line, print_and_exit
+from app.kafka.security import PLAINTEXT, KafkaSecurity, without_security
 from app.settings import bootstrap_servers
 from models.tiers import DEFAULT_PRECISION_TARGETS as TARGETS
 
@@ -141,7 +141,7 @@ async def simulate(
     """Produce realistic transactions with labelled fraud patterns to the transactions topic."""
     from aiokafka.errors import KafkaError
 
-    from app.kafka_security import KafkaSecurityError, diagnose_connection
+    from app.kafka.security import KafkaSecurityError, diagnose_connection
 
     s = app.settings
     bootstrap = bootstrap_servers(s.broker_url)
@@ -260,7 +260,7 @@ async def train(
         return
     started = time.monotonic()
     if not data:
-        from models.training import train_default
+        from models.offline.training import train_default
 
         artifact = await asyncio.to_thread(train_default, path, seed=seed)
         m = artifact.metrics
@@ -270,8 +270,8 @@ async def train(
             f"AP {m.get('average_precision', float('nan')):.4f}, thresholds {artifact.thresholds}"
         )
         return
-    from models.backtest import train_on_records
-    from models.datafile import parse_field_map, read_labelled
+    from models.offline.backtest import train_on_records
+    from models.offline.datafile import parse_field_map, read_labelled
 
     records = read_labelled(Path(data), parse_field_map(fields), label_column, fmt or None)
     reports = Path(report_dir) if report_dir else path.parent / f"{path.stem}-report"
@@ -328,8 +328,8 @@ async def backtest(
     Rows before --from only warm up the state. Writes figures (JSON) and a report (HTML).
     """
     from models.artifact import load_artifact
-    from models.backtest import run_backtest, write_backtest_report
-    from models.datafile import parse_field_map, read_labelled
+    from models.offline.backtest import run_backtest, write_backtest_report
+    from models.offline.datafile import parse_field_map, read_labelled
 
     s = app.settings
     artifact = load_artifact(Path(model) if model else s.model_path)
@@ -369,15 +369,15 @@ async def backtest(
 def _rules_hook() -> Any:
     """Return the configured AML rules and lists (VIGIL_RULES_PATH, ...) as a backtest hook."""
     from models.aml.runtime import AmlRuntime
-    from models.backtest import rules_hook
+    from models.offline.backtest import rules_hook
 
     return rules_hook(AmlRuntime.from_settings(app.settings).snapshot)
 
 
 def _setup_errors() -> tuple[type[BaseException], ...]:
     """Return the errors of a local broker that cannot start: one line, not a traceback."""
-    from app.embedded_broker import BrokerStartError
-    from app.local_kafka import KafkaSetupError
+    from app.kafka.embedded_broker import BrokerStartError
+    from app.kafka.local_kafka import KafkaSetupError
 
     return (KafkaSetupError, BrokerStartError)
 
@@ -399,7 +399,7 @@ async def broker(self: AppCommand, kafka: bool, nodes: int) -> None:
     """
     import tempfile
 
-    from app.local_broker import LocalBroker
+    from app.kafka.local_broker import LocalBroker
 
     s = app.settings
     with tempfile.TemporaryDirectory(prefix="vigil-broker-") as work:
@@ -443,7 +443,7 @@ class _Children:
         self.procs: list[tuple[str, asyncio.subprocess.Process]] = []
 
     async def spawn(self, name: str, *args: str, env: dict[str, str], log_path: Path) -> None:
-        from app.embedded_broker import die_with_parent
+        from app.kafka.embedded_broker import die_with_parent
 
         out = open(log_path, "ab")  # noqa: SIM115 - handed to the child
         proc = await asyncio.create_subprocess_exec(
@@ -550,7 +550,7 @@ class _DemoGeneration:
     def __init__(
         self, number: int, rate: float, logs: Path, env: dict[str, str], flavor: str = "tansu"
     ) -> None:
-        from app.local_broker import LocalBroker
+        from app.kafka.local_broker import LocalBroker
 
         self.number = number
         self.rate = rate
@@ -652,7 +652,7 @@ async def demo(
 ) -> None:
     """Run a local broker, a worker and the simulator until Ctrl-C."""
     from models.artifact import ArtifactError, load_artifact
-    from models.training import train_default
+    from models.offline.training import train_default
 
     s = app.settings
     if rollover is None:

@@ -145,7 +145,7 @@ class Settings:
     log_level: str = "info"
 
     #: Kafka client security (every client: worker, web feed, simulator, admin), see
-    #: :mod:`app.kafka_security`. Unset CA file: the system's trusted CAs.
+    #: :mod:`app.kafka.security`. Unset CA file: the system's trusted CAs.
     security_protocol: str = "PLAINTEXT"
     ssl_ca_file: Path | None = None
     #: Client certificate (PEM; may hold the key too) and its key, for brokers that ask.

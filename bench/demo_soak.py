@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from app.tansu_compat import HighWatermarkProbe  # noqa: E402
+from app.kafka.tansu_compat import HighWatermarkProbe  # noqa: E402
 
 FAUST = str(Path(sys.executable).parent / "faust")
 CLK_TCK = os.sysconf("SC_CLK_TCK")

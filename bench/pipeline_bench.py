@@ -1,7 +1,7 @@
 """Throughput and latency of the Vigil pipeline on the embedded tansu or on Apache Kafka.
 
 Prints, from one run on one broker (``--broker tansu``, the default, or ``--broker kafka``:
-a local single-node KRaft Kafka from ``app.local_kafka``):
+a local single-node KRaft Kafka from ``app.kafka.local_kafka``):
 
 * throughput: raw aiokafka consume rate, a counting-only Faust agent, and the full Vigil
   worker (validate, velocity table, XGBoost, tiers, outputs), on the same pre-loaded topic;
@@ -37,9 +37,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from app.embedded_broker import EmbeddedBroker  # noqa: E402
 from app.internals import aiokafka_client  # noqa: E402
-from app.local_kafka import KAFKA_VERSION, LocalKafka  # noqa: E402
+from app.kafka.embedded_broker import EmbeddedBroker  # noqa: E402
+from app.kafka.local_kafka import KAFKA_VERSION, LocalKafka  # noqa: E402
 from models.simulator import Simulator  # noqa: E402
 from tests.integration.worker import WorkerProcess, isolated_env  # noqa: E402
 
@@ -391,7 +391,7 @@ def ensure_model(work: Path, given: str | None) -> Path:
     """Return the model to serve: ``--model``, else the default artifact, else train one."""
     from app.settings import DEFAULT_MODEL_PATH
     from models.artifact import ArtifactError, load_artifact
-    from models.training import train_default
+    from models.offline.training import train_default
 
     if given:
         return Path(given)

@@ -65,7 +65,7 @@ class BatchScorer(Protocol):
 
 
 class ServedScorer(Protocol):
-    """A served model: its scorer, version and tier thresholds (``agents.served_model``)."""
+    """A served model: its scorer, version and tier thresholds (``app.serving``)."""
 
     @property
     def scorer(self) -> BatchScorer: ...

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from app import app, tansu_compat
 from app.internals import faust_consumer
+from app.kafka import tansu_compat
+from app.kafka.instance import app
 from monitoring.drift import Reference, ScoreWindow, reference_from_artifact, window_psi
 from monitoring.lag import consumer_lag
 

@@ -47,7 +47,7 @@ class FaustSensor(PrometheusMonitor):  # type: ignore[misc]
         self._tp_offset[tp] = offset
 
     def count_batch_in(self, tp: Any, last_offset: int, n: int, stream: str) -> None:
-        """Count ``n`` messages of a batch route (app.batch_delivery) as consumed.
+        """Count ``n`` messages of a batch route (app.kafka.batch_delivery) as consumed.
 
         They are also ``n`` events of the route's agent, reported as stream ``stream``, and,
         as ``Monitor.on_stream_event_in`` records, the partition's stream has taken an event

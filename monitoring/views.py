@@ -5,7 +5,7 @@ from __future__ import annotations
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app import app
+from app.kafka.instance import app
 
 
 @app.page("/metrics")

@@ -15,8 +15,8 @@ from typing import Any
 
 from faust.types import TP
 
-from app import app
 from app.internals import faust_tables
+from app.kafka.instance import app
 
 accounts_table = app.Table(
     "accounts",

@@ -9,7 +9,7 @@ would write. Values are the JSON state of :class:`models.aml.FanInEngine`.
 
 from __future__ import annotations
 
-from app import app
+from app.kafka.instance import app
 
 counterparty_aml_table = app.Table(
     "counterparty_aml",

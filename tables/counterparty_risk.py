@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app import app
 from app.internals import faust_tables
+from app.kafka.instance import app
 from models.counterparty_risk import CounterpartyRisk
 
 counterparty_risk_table = app.GlobalTable(

@@ -3,8 +3,8 @@
 Faust, mode, aiokafka, Faust's RocksDB store and asyncio keep some of what Vigil's fast paths
 need private. Each such name is touched only here, once, behind an accessor function or a
 hook class with a public name, and listed in its module's ``INTERNALS``. ``REGISTRY`` joins
-them; ``tests/unit/test_internals_contract.py`` checks each one on the pinned versions, so a
-library upgrade fails there first, naming the module to revisit.
+them; ``tests/unit/app/internals/test_internals_contract.py`` checks each one on the pinned
+versions, so a library upgrade fails there first, naming the module to revisit.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Faust channel and queue internals a batch route peeks at.
 
-A batch route (:class:`app.batch_delivery.BatchRoute`) queues batches on the channel its
+A batch route (:class:`app.kafka.batch_delivery.BatchRoute`) queues batches on the channel its
 agent iterates, and merges the batches queued behind the one taken: it needs the channel's
 subscriber (the agent's queue) and the queue's items without taking them.
 """

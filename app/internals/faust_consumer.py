@@ -1,8 +1,8 @@
 """Faust consumer internals: its ack/commit bookkeeping, read offsets and fetch loop.
 
-Batch routes (:mod:`app.batch_delivery`) acknowledge a fetch's offsets together, the same
+Batch routes (:mod:`app.kafka.batch_delivery`) acknowledge a fetch's offsets together, the same
 bookkeeping ``Consumer.ack`` does per message, and run a copy of Faust's private drain loop
-(``Consumer._drain_messages``, copied as :func:`app.batch_delivery.drain`): both need the
+(``Consumer._drain_messages``, copied as :func:`app.kafka.batch_delivery.drain`): both need the
 consumer's private state, reached only through the functions here.
 """
 
@@ -64,7 +64,7 @@ INTERNALS: tuple[Internal, ...] = (
     _entry(
         "_drain_messages",
         "routine",
-        "copied as app.batch_delivery.drain; a changed original means the copy needs review",
+        "copied as app.kafka.batch_delivery.drain; a changed original means the copy needs review",
         params=("self", "fetcher"),
         source_sha256="44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417",
     ),

@@ -1,6 +1,6 @@
 """Faust's aiokafka driver: its private hooks, overridden once and renamed to public ones.
 
-:mod:`app.kafka_transport` changes the worker consumer's fetch wait, the end offsets, the
+:mod:`app.kafka.transport` changes the worker consumer's fetch wait, the end offsets, the
 fetch loop and topic creation; Faust offers these only as private methods. The classes here
 override each private method once and call a public hook that Vigil's subclasses override.
 """

@@ -1,6 +1,6 @@
 """In-memory recent alerts for the web view (pure code: no Kafka, no web server).
 
-The alert-feed service (agents/alert_feed.py) reads every partition of the alert topics and
+The alert-feed service (app/web/alert_feed.py) reads every partition of the alert topics and
 :meth:`AlertFeed.add`s what it reads; the views query it and subscribe to it for server-sent
 events. Memory is bounded twice: at most ``capacity`` alerts, and a subscriber that falls
 ``queue_size`` events behind is dropped (its browser reconnects and gets a fresh snapshot).

@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 from faust.web import Request, Response, View
 
-from agents.alert_feed import feed
 from app import app
 from app.web import api, pages
+from app.web.alert_feed import feed
 from app.web.feed import CLOSED, summary
 from models.partitioning import murmur2_partition
 from tables.accounts import AccountStore, accounts_table

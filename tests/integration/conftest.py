@@ -1,7 +1,7 @@
 """Session fixtures: one broker of each kind and one trained model for all integration tests.
 
 Every test that takes ``broker`` runs once per broker, ``[tansu]`` (the embedded broker) and
-``[kafka]`` (Apache Kafka, one KRaft node from app.local_kafka; the jars are fetched on first
+``[kafka]`` (Apache Kafka, one KRaft node from app.kafka.local_kafka; the jars are fetched on first
 use). ``@pytest.mark.brokers("tansu")`` keeps a test on the listed brokers only (say why).
 Each broker is started once, when its first test runs; ``-m "not kafka"`` runs tansu only.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.embedded_broker import EmbeddedBroker
+from app.kafka.embedded_broker import EmbeddedBroker
 from tests.integration.worker import Broker, WorkerProcess, isolated_env
 
 #: Every broker flavour the suite runs on (also the test id and a marker of each test).
@@ -39,7 +39,7 @@ def broker(
 ) -> Iterator[Broker]:
     """Start the broker named by the test's parameter on free loopback ports, once a session."""
     if request.param == "kafka":
-        from app.local_kafka import LocalKafka
+        from app.kafka.local_kafka import LocalKafka
         from app.settings import load_settings
 
         jars = load_settings().kafka_jars_dir
@@ -54,7 +54,7 @@ def broker(
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Train a real (small) XGBoost artifact on simulated data."""
-    from models.training import train_default
+    from models.offline.training import train_default
 
     path = tmp_path_factory.mktemp("model") / "vigil-test.json"
     train_default(path, seed=11, n_accounts=1500, days=14)

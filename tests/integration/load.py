@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from app.settings import load_settings
 from models.aml.runtime import AmlRuntime
 from models.features import AccountState
-from models.replay import Replayer
+from models.offline.replay import Replayer
 from models.simulator import simulate_history
 from models.transaction import parse_transaction
 
@@ -395,7 +395,7 @@ def replay_states(records: Iterable[Record], env: Mapping[str, str]) -> dict[str
     """Return each account's state after one pass over ``records`` (offline, no broker).
 
     The same pure functions the stream applies: ``update_account`` through
-    :class:`models.replay.Replayer` (no labels are sent, so no counterparty risk), then the
+    :class:`models.offline.replay.Replayer` (no labels are sent, so no counterparty risk), then the
     AML rules of the worker's settings on the account's AML state.
     """
     settings = load_settings(dict(env))

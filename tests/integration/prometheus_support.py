@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from app.embedded_broker import free_port
+from app.kafka.embedded_broker import free_port
 from tests.debian_packages import ensure_tool
 
 

@@ -10,8 +10,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from agents.output import BatchSender
 from app.internals import aiokafka_client
+from app.kafka.sender import BatchSender
 
 pytestmark = pytest.mark.integration
 

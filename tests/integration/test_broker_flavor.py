@@ -1,7 +1,7 @@
 """A running worker takes every tansu workaround on tansu and none on Apache Kafka.
 
 The worker logs ``tansu workaround on: <name>`` the first time it takes one (see
-app.tansu_compat.Workarounds). Each path that asks is made to run: table recovery (end
+app.kafka.tansu_compat.Workarounds). Each path that asks is made to run: table recovery (end
 offsets, before "Ready"), fetching, the web feed's backfill (before it goes live) and the
 consumer lag timer (before the lag gauge is set).
 """
@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from app.tansu_compat import WORKAROUNDS
+from app.kafka.tansu_compat import WORKAROUNDS
 from tests.integration.kafka_io import consume, produce
 from tests.integration.scenario import build_scenario
 from tests.integration.web_support import http

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from app.embedded_broker import free_port
+from app.kafka.embedded_broker import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +127,7 @@ def test_broker_dies_with_the_process_that_started_it(tmp_path: Path, spawned: S
     parent = textwrap.dedent(
         """
         import sys, time
-        from app.embedded_broker import EmbeddedBroker
+        from app.kafka.embedded_broker import EmbeddedBroker
         broker = EmbeddedBroker().start()
         print(broker.pid, flush=True)
         time.sleep(600)

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
-from app.embedded_broker import free_port
+from app.kafka.embedded_broker import free_port
 from tests.integration.aml_support import wait_for_log
 from tests.integration.kafka_io import consume, produce
 from tests.integration.worker import run_faust

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaError
 
-from app.embedded_broker import _answers
-from app.local_kafka import LocalKafka
+from app.kafka.embedded_broker import _answers
+from app.kafka.local_kafka import LocalKafka
 from app.settings import load_settings
 from models.features import AccountState
 from tests.integration.cluster import (

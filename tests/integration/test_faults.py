@@ -24,7 +24,7 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from app.embedded_broker import free_port
+from app.kafka.embedded_broker import free_port
 from app.web.api import account_view
 from models.features import AccountState
 from tests.integration.kafka_io import consume, consume_for

@@ -22,10 +22,10 @@ from typing import Any, cast
 import orjson
 import pytest
 
-from app.embedded_broker import free_port
 from app.internals import aiokafka_client
-from app.kafka_security import KafkaSecurity, diagnose_connection, security_from_settings
-from app.local_kafka import LocalKafka
+from app.kafka.embedded_broker import free_port
+from app.kafka.local_kafka import LocalKafka
+from app.kafka.security import KafkaSecurity, diagnose_connection, security_from_settings
 from app.settings import load_settings
 from tests.integration.aml_support import wait_for_log
 from tests.integration.worker import WorkerProcess, isolated_env, run_faust

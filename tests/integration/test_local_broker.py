@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.local_kafka import KAFKA_VERSION
+from app.kafka.local_kafka import KAFKA_VERSION
 from tests.integration.kafka_io import consume, produce
 from tests.integration.test_demo import (  # noqa: F401  (fixtures)
     FAUST,

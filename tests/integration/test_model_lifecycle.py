@@ -15,7 +15,7 @@ import pytest
 from models.artifact import ModelArtifact, load_artifact
 from models.features import FEATURE_NAMES
 from models.labels import Label
-from models.replay import LabelEvent, Replayer
+from models.offline.replay import LabelEvent, Replayer
 from models.scorer import Scorer
 from models.simulator import Simulator
 from models.transaction import transaction_from_dict

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from app.tansu_compat import HighWatermarkProbe, corrected_end_offsets
+from app.kafka.tansu_compat import HighWatermarkProbe, corrected_end_offsets
 
 #: Workarounds of tansu's quirks, checked on tansu: Apache Kafka has neither quirk (its side is
 #: test_broker_flavor.py: none of these is installed there).
@@ -39,7 +39,7 @@ def test_list_offsets_under_reports_and_fetch_high_watermark_corrects_it(broker:
             await consumer.stop()
 
     listed, corrected = asyncio.run(run())
-    # If this first assertion fails, tansu fixed ListOffsets: drop app/tansu_compat.py.
+    # If this first assertion fails, tansu fixed ListOffsets: drop app/kafka/tansu_compat.py.
     assert listed < 185
     assert corrected == 185
 
@@ -80,7 +80,7 @@ def test_quiet_partitions_are_fetched_less_often_and_their_records_still_arrive(
     broker: Any,
 ) -> None:
     """The worker's fetch workaround on a real consumer: idle topics drop out of most fetches."""
-    from app.tansu_compat import fetch_quiet_partitions_less_often
+    from app.kafka.tansu_compat import fetch_quiet_partitions_less_often
 
     hot, idle = "compat-quiet-hot", "compat-quiet-idle"
 

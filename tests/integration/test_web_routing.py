@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from app.embedded_broker import free_port
+from app.kafka.embedded_broker import free_port
 from tests.integration.kafka_io import consume, produce
 from tests.integration.scenario import BASE_MS
 from tests.integration.web_support import http

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from app.embedded_broker import EmbeddedBroker
+from app.kafka.embedded_broker import EmbeddedBroker
 from tests.integration.kafka_io import consume
 from tests.integration.scenario import BASE_MS, HOUR_MS, Scenario, legit_history
 from tests.integration.worker import WorkerProcess, isolated_env

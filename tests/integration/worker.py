@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
-from app.embedded_broker import die_with_parent, free_port
+from app.kafka.embedded_broker import die_with_parent, free_port
 
 READY_LINE = "[^Worker]: Ready"
 FAUST = str(Path(sys.executable).parent / "faust")

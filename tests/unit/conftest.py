@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Train a small real model on simulated data, once per session (seconds)."""
-    from models.training import train_default
+    from models.offline.training import train_default
 
     path = tmp_path_factory.mktemp("model") / "vigil-small.json"
     train_default(path, seed=11, n_accounts=120, days=4, nthread=1)

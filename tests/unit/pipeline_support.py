@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.pipeline import TransactionPipeline
-from agents.served_model import ModelSet, ServedModel
+from app.serving import ModelSet, ServedModel
 from app.settings import Settings
 from models.artifact import load_artifact
 from models.partitioning import murmur2_partition

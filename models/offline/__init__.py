@@ -1,0 +1,1 @@
+"""Offline work (layer 1): training, replay, backtest, reports, data files."""
