@@ -8,8 +8,13 @@ a local single-node KRaft Kafka from ``app.kafka.local_kafka``):
 * latency at a fixed offered rate: event time to the scored record read by a consumer, for
   Vigil and for a raw two-hop relay (produce -> consume -> produce -> consume, no work).
 
+With ``--baseline DIR`` (a checkout of another commit, e.g. ``git worktree add
+/tmp/before REF``) every round also runs that checkout's worker on the same broker, topic and
+model, alternating which goes first, and the summary prints both trees' ratios: a before/after
+comparison in one run, so the machine's drift between two runs cannot pass for a change.
+
 Usage: ``python bench/pipeline_bench.py [--broker kafka] [--n 100000] [--rate 2000]
-[--seconds 20] [--rounds 5]``.
+[--seconds 20] [--rounds 5] [--baseline DIR]``.
 It only talks to 127.0.0.1 and stops by itself.
 """
 
@@ -38,8 +43,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from app.internals import aiokafka_client  # noqa: E402
-from app.kafka.embedded_broker import EmbeddedBroker  # noqa: E402
+from app.kafka.embedded_broker import EmbeddedBroker, free_port  # noqa: E402
 from app.kafka.local_kafka import KAFKA_VERSION, LocalKafka  # noqa: E402
+from bench.demo_soak import cpu_s_and_rss_mb  # noqa: E402
 from models.simulator import Simulator  # noqa: E402
 from tests.integration.worker import WorkerProcess, isolated_env  # noqa: E402
 
@@ -161,7 +167,18 @@ def faust_count_rate(broker: Broker, topic: str, n: int, work: Path) -> float:
         BENCH_BROKER_URL=broker.url,
         BENCH_DATA_DIR=str(work / f"count-data-{topic}"),
     )
-    cmd = [FAUST, "-A", "bench.counting_app", "worker", "-l", "warn"]
+    # A port of its own: the worker command binds its web port even with the web disabled,
+    # and Faust's default (6066) may be taken by anything else running here.
+    cmd = [
+        FAUST,
+        "-A",
+        "bench.counting_app",
+        "worker",
+        "-l",
+        "warn",
+        "--web-port",
+        str(free_port()),
+    ]
     run_until(cmd, env, work / "count.log", result.exists, 600)
     doc = json.loads(result.read_text())
     return float(doc["n"] / (doc["last"] - doc["first"]))
@@ -171,9 +188,17 @@ def faust_count_rate(broker: Broker, topic: str, n: int, work: Path) -> float:
 WORKER_SETTINGS: dict[str, str] = {}
 
 
-def vigil_env(broker: Broker, model: Path, work: Path, topic: str) -> dict[str, str]:
-    """Return a worker environment with its own app id and output topics, reading ``topic``."""
+def vigil_env(
+    broker: Broker, model: Path, work: Path, topic: str, tree: Path = REPO
+) -> dict[str, str]:
+    """Return a worker environment with its own app id and output topics, reading ``topic``.
+
+    ``tree`` is the checkout whose code the worker runs: first on the import path, ahead of
+    the editable install of this one (same virtualenv, so the same library versions).
+    """
     env = isolated_env(cast(EmbeddedBroker, broker), model, work / f"vigil-{uuid.uuid4().hex[:6]}")
+    if tree != REPO:
+        env["PYTHONPATH"] = str(tree)
     env.update(
         VIGIL_BROKER_FLAVOR=flavor_of(broker),
         VIGIL_PARTITIONS=str(PARTITIONS),
@@ -222,21 +247,33 @@ async def _read_scored(
         await consumer.stop()
 
 
-def vigil_rate(broker: Broker, model: Path, topic: str, n: int, work: Path) -> float:
-    """Return the sustained scored/s of a Vigil worker draining the pre-loaded topic."""
-    env = vigil_env(broker, model, work, topic)
+def vigil_rate(
+    broker: Broker, model: Path, topic: str, n: int, work: Path, tree: Path = REPO
+) -> tuple[float, float]:
+    """Return ``tree``'s sustained scored/s draining the pre-loaded topic, and CPU us per tx.
+
+    The CPU figure is the worker's own user + system time from ready to the last record
+    scored, divided by the records: unlike a rate, other processes on the machine barely
+    move it, so it is the steadier before/after figure on a shared machine.
+    """
+    env = vigil_env(broker, model, work, topic, tree)
     scored: list[tuple[float, dict[str, Any]]] = []
-    log = work / "vigil-throughput.log"
-    worker = WorkerProcess(env, log).start()  # throughput is measured on scored_ts
+    log = work / f"vigil-throughput-{tree.name}.log"
+    worker = WorkerProcess(env, log, cwd=tree).start()  # throughput is measured on scored_ts
+    assert worker.proc is not None
+    pid = worker.proc.pid
+    cpu_ready, _ = cpu_s_and_rss_mb(pid)
     try:
         asyncio.run(_read_scored(broker.bootstrap, env["VIGIL_TOPIC_SCORED"], n, 600, scored))
+        cpu_done, _ = cpu_s_and_rss_mb(pid)
     finally:
         worker.stop(timeout_s=60)
     if len(scored) < n:
         raise RuntimeError(f"only {len(scored)} of {n} scored; see {log}")
     stamps = np.array([doc["scored_ts"] for _, doc in scored], dtype=np.float64) / 1000.0
     first_batch = int((stamps == stamps.min()).sum())
-    return float((n - first_batch) / (stamps.max() - stamps.min()))
+    rate = float((n - first_batch) / (stamps.max() - stamps.min()))
+    return rate, (cpu_done - cpu_ready) / n * 1e6
 
 
 async def offered_load(
@@ -325,12 +362,13 @@ def vigil_latency(
     rate: float,
     seconds: float,
     work: Path,
+    tree: Path = REPO,
 ) -> list[float]:
-    """Return Vigil's end-to-end latencies (s) at a fixed offered rate."""
+    """Return the end-to-end latencies (s) of ``tree``'s Vigil at a fixed offered rate."""
     topic = f"lat-in-{uuid.uuid4().hex[:6]}"
     asyncio.run(create_topic(broker.bootstrap, topic))
-    env = vigil_env(broker, model, work, topic)
-    worker = WorkerProcess(env, work / "vigil-latency.log").start()
+    env = vigil_env(broker, model, work, topic, tree)
+    worker = WorkerProcess(env, work / f"vigil-latency-{tree.name}.log", cwd=tree).start()
     try:
         return asyncio.run(
             _latency_run(broker.bootstrap, topic, env["VIGIL_TOPIC_SCORED"], txs, rate, seconds, 3)
@@ -433,6 +471,13 @@ def main() -> None:
         help="extra setting for the measured Vigil worker (repeatable)",
     )
     parser.add_argument(
+        "--baseline",
+        default="",
+        metavar="DIR",
+        help="another checkout (e.g. a git worktree of the commit before a change) whose "
+        "worker every round measures too, on the same broker, topic and model",
+    )
+    parser.add_argument(
         "--relay", nargs=3, metavar=("BOOTSTRAP", "SRC", "DST"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -449,9 +494,10 @@ def main() -> None:
     print(f"work dir {work} (logs)")
     model = ensure_model(work, args.model)
     txs = generate(args.n)
-    throughput_ratios: list[float] = []
-    latency_ratios: list[float] = []
-    pooled: dict[str, list[float]] = {"raw two-hop relay": [], "Vigil end-to-end": []}
+    throughput_ratios: dict[str, list[float]] = {}
+    latency_ratios: dict[str, list[float]] = {}
+    pooled: dict[str, list[float]] = {}
+    cpu_us: dict[str, list[float]] = {}
     kafka = None
     if args.broker == "kafka":
         started = time.monotonic()
@@ -464,12 +510,12 @@ def main() -> None:
             f"up in {time.monotonic() - started:.1f} s (kept for every round)"
         )
     try:
-        _rounds(args, work, model, txs, kafka, throughput_ratios, latency_ratios, pooled)
+        _rounds(args, work, model, txs, kafka, throughput_ratios, latency_ratios, pooled, cpu_us)
     finally:
         if kafka is not None:
             kafka.stop()
-    if args.rounds > 1:
-        _summary(args, throughput_ratios, latency_ratios, pooled)
+    if args.rounds > 1 or args.baseline:
+        _summary(args, throughput_ratios, latency_ratios, pooled, cpu_us)
 
 
 @contextlib.contextmanager
@@ -487,65 +533,95 @@ def round_broker(kafka: LocalKafka | None, work: Path, round_no: int) -> Iterato
         yield broker
 
 
+def trees_of(args: argparse.Namespace) -> dict[str, Path]:
+    """Return the measured checkouts by label: this one, and ``--baseline`` when given."""
+    trees = {"Vigil": REPO}
+    if args.baseline:
+        trees["Vigil (baseline)"] = Path(args.baseline).resolve()
+    return trees
+
+
 def _rounds(
     args: argparse.Namespace,
     work: Path,
     model: Path,
     txs: list[dict[str, Any]],
     kafka: LocalKafka | None,
-    throughput_ratios: list[float],
-    latency_ratios: list[float],
+    throughput_ratios: dict[str, list[float]],
+    latency_ratios: dict[str, list[float]],
     pooled: dict[str, list[float]],
+    cpu_us: dict[str, list[float]],
 ) -> None:
-    """Run every round, appending its ratios and latencies."""
+    """Run every round, appending each tree's ratios and CPU, and every path's latencies."""
+    trees = trees_of(args)
     for round_no in range(1, args.rounds + 1):
         with round_broker(kafka, work, round_no) as broker:
             if args.rounds > 1:
                 print(f"--- round {round_no} of {args.rounds}")
             if not args.latency_only:
                 topic = f"bench-transactions-{round_no}"
-                throughput_ratios.append(throughput(broker, model, txs, args.n, work, topic))
-            # Alternate which path goes first, so neither always meets the fresher broker.
-            order = ["raw two-hop relay", "Vigil end-to-end"]
-            if round_no % 2 == 0:
-                order.reverse()
+                for label, (ratio, us) in throughput(
+                    broker, model, txs, args.n, work, topic, trees, round_no
+                ).items():
+                    throughput_ratios.setdefault(label, []).append(ratio)
+                    cpu_us.setdefault(label, []).append(us)
+            # Rotate which path goes first, so none always meets the fresher broker.
+            order = ["raw two-hop relay", *trees]
+            shift = (round_no - 1) % len(order)
+            order = order[shift:] + order[:shift]
             lat: dict[str, list[float]] = {}
             for name in order:
                 if name == "raw two-hop relay":
                     lat[name] = raw_two_hop_latency(broker, txs, args.rate, args.seconds, work)
                 else:
-                    lat[name] = vigil_latency(broker, model, txs, args.rate, args.seconds, work)
+                    lat[name] = vigil_latency(
+                        broker, model, txs, args.rate, args.seconds, work, trees[name]
+                    )
             figs = {name: percentiles(values) for name, values in lat.items()}
-            for name in pooled:
+            for name in ["raw two-hop relay", *trees]:
                 print_latency(name, args.rate, figs[name])
-                pooled[name].extend(lat[name])
-            vigil_p99, relay_p99 = figs["Vigil end-to-end"]["p99"], figs["raw two-hop relay"]["p99"]
-            latency_ratios.append(vigil_p99 / relay_p99)
-            print(f"  Vigil p99 / raw two-hop p99: {latency_ratios[-1]:.2f}x   (target <= 1.5x)")
+                pooled.setdefault(name, []).extend(lat[name])
+            relay_p99 = figs["raw two-hop relay"]["p99"]
+            for label in trees:
+                ratio = figs[label]["p99"] / relay_p99
+                latency_ratios.setdefault(label, []).append(ratio)
+                print(f"  {label} p99 / raw two-hop p99: {ratio:.2f}x   (target <= 1.5x)")
 
 
 def _summary(
     args: argparse.Namespace,
-    throughput_ratios: list[float],
-    latency_ratios: list[float],
+    throughput_ratios: dict[str, list[float]],
+    latency_ratios: dict[str, list[float]],
     pooled: dict[str, list[float]],
+    cpu_us: dict[str, list[float]],
 ) -> None:
-    """Print the medians of the rounds' ratios and the pooled percentiles."""
+    """Print, per tree, the medians of the rounds' ratios and CPU, and pooled percentiles."""
     print(f"--- all {args.rounds} rounds on {args.broker}")
-    if throughput_ratios:
-        median = float(np.median(throughput_ratios))
-        each = ", ".join(f"{r:.0%}" for r in throughput_ratios)
-        print(f"  Vigil / counting agent, median: {median:>6.1%}   (rounds: {each})")
-    median = float(np.median(latency_ratios))
-    each = ", ".join(f"{r:.2f}x" for r in latency_ratios)
-    print(f"  Vigil p99 / raw two-hop p99, median of rounds: {median:.2f}x   (rounds: {each})")
+    for label, values in cpu_us.items():
+        each = ", ".join(f"{v:.0f}" for v in values)
+        median = float(np.median(values))
+        print(f"  {label} worker CPU per transaction, median: {median:.0f} us   ({each})")
+    if len(cpu_us) == 2:
+        (a, mine), (b, base) = cpu_us.items()
+        pairs = [x / y for x, y in zip(mine, base, strict=True)]
+        each = ", ".join(f"{r:.2f}" for r in pairs)
+        print(f"  {a} / {b} CPU per transaction, median of rounds: {np.median(pairs):.2f} ({each})")
+    for label, ratios in throughput_ratios.items():
+        median = float(np.median(ratios))
+        each = ", ".join(f"{r:.0%}" for r in ratios)
+        print(f"  {label} / counting agent, median: {median:>6.1%}   (rounds: {each})")
+    for label, ratios in latency_ratios.items():
+        median = float(np.median(ratios))
+        each = ", ".join(f"{r:.2f}x" for r in ratios)
+        print(f"  {label} p99 / raw two-hop p99, median of rounds: {median:.2f}x   ({each})")
     # One p99 from ~34,000 latencies moves a lot with the broker's state in that run;
     # the p99 of all rounds' latencies together is the steadier figure.
     figs = {name: percentiles(values) for name, values in pooled.items()}
     for name in pooled:
         print_latency(f"{name} (pooled)", args.rate, figs[name])
-    ratio = figs["Vigil end-to-end"]["p99"] / figs["raw two-hop relay"]["p99"]
-    print(f"  Vigil p99 / raw two-hop p99, pooled: {ratio:.2f}x   (target <= 1.5x)")
+    for label in latency_ratios:
+        ratio = figs[label]["p99"] / figs["raw two-hop relay"]["p99"]
+        print(f"  {label} p99 / raw two-hop p99, pooled: {ratio:.2f}x   (target <= 1.5x)")
 
 
 def throughput(
@@ -555,19 +631,28 @@ def throughput(
     n: int,
     work: Path,
     topic: str = "bench-transactions",
-) -> float:
-    """Print the three throughput figures and their ratios; return Vigil / counting agent."""
+    trees: dict[str, Path] | None = None,
+    round_no: int = 1,
+) -> dict[str, tuple[float, float]]:
+    """Print the throughput figures; return each tree's Vigil / counting agent and CPU/tx."""
+    trees = trees or {"Vigil": REPO}
     produce_rate = asyncio.run(preload(broker.bootstrap, topic, txs))
     print(f"preloaded {n} transactions at {produce_rate:,.0f}/s")
     raw = asyncio.run(raw_consume_rate(broker.bootstrap, topic, n))
     print(f"raw aiokafka consume:         {raw:>10,.0f} msg/s")
     count = faust_count_rate(broker, topic, n, work)
     print(f"Faust counting-only agent:    {count:>10,.0f} events/s")
-    vigil = vigil_rate(broker, model, topic, n, work)
-    print(f"Vigil full pipeline:          {vigil:>10,.0f} scored/s")
-    print(f"  Vigil / counting agent:     {vigil / count:>10.1%}   (target >= 85%)")
-    print(f"  Vigil / raw consume:        {vigil / raw:>10.1%}")
-    return vigil / count
+    labels = list(trees)
+    if round_no % 2 == 0:
+        labels.reverse()  # neither tree always reads the topic first
+    ratios: dict[str, tuple[float, float]] = {}
+    for label in labels:
+        vigil, us = vigil_rate(broker, model, topic, n, work, trees[label])
+        ratios[label] = (vigil / count, us)
+        print(f"{label + ' full pipeline:':<30}{vigil:>10,.0f} scored/s  ({us:.0f} us CPU/tx)")
+        print(f"  {label} / counting agent: {vigil / count:>10.1%}   (target >= 85%)")
+        print(f"  {label} / raw consume:    {vigil / raw:>10.1%}")
+    return ratios
 
 
 if __name__ == "__main__":

@@ -72,6 +72,10 @@ def die_with_parent() -> Callable[[], None] | None:
     The kernel sends SIGKILL to the child when the thread that started it exits, however the
     parent ends (SIGKILL included), so start children from the main thread. A parent that
     died between fork and prctl is caught by the parent-pid check. ``None`` elsewhere.
+
+    The child also gets a process group of its own: a Ctrl-C at the terminal then reaches
+    only the parent, which stops its children in order (the demo's worker before its
+    broker), instead of every process at once.
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -82,6 +86,7 @@ def die_with_parent() -> Callable[[], None] | None:
     def preexec() -> None:
         # Runs in the child between fork and exec: nothing here may allocate much or lock.
         prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        os.setpgid(0, 0)
         if os.getppid() != parent:
             os._exit(1)
 

@@ -82,9 +82,11 @@ def isolated_env(broker: Broker, model_path: Path, data_dir: Path) -> dict[str, 
 class WorkerProcess:
     """A worker subprocess whose output goes to a log file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, cwd: Path | None = None) -> None:
         self.env = env
         self.log_path = log_path
+        #: Working directory of the worker (a benchmark runs another checkout's code there).
+        self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
         #: Where this process's output starts in the log: a log file reused by a later
         #: worker (a benchmark's next round) already holds an earlier "Ready" line.
@@ -101,6 +103,7 @@ class WorkerProcess:
                 env={**self.env, "PYTHONUNBUFFERED": "1"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                cwd=self.cwd,
                 # A test run that is killed takes its workers with it (start from the main
                 # thread: the kernel ties the child to the thread that started it).
                 preexec_fn=die_with_parent(),
