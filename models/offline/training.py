@@ -28,6 +28,7 @@ import xgboost as xgb
 
 from models.artifact import ModelArtifact, load_artifact
 from models.features import FEATURE_NAMES, N_FEATURES
+from models.offline.hyperparams import booster_params, resolve
 from models.offline.replay import DAY_MS, DEFAULT_LABEL_DELAY_DAYS, Replayer, ReplayStep
 from models.scorer import Scorer
 from models.simulator import SimulatedTx, Simulator, simulate_history
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 DEFAULT_START_MS = 1_704_067_200_000
 DEFAULT_N_ACCOUNTS = 5_000
 DEFAULT_DAYS = 10.0
+#: Share of the history (the latest) that validates the model when no period is given.
+DEFAULT_VALID_FRACTION = 0.25
 #: Transactions in the serving sample of the default model: a simulated live stream scored
 #: from empty velocity state, as a freshly started worker sees it.
 DEFAULT_SERVING_SAMPLE = 60_000
@@ -385,11 +388,10 @@ def train_model(
     dataset: Dataset,
     *,
     seed: int = 7,
-    valid_fraction: float = 0.25,
-    num_boost_round: int = 300,
-    early_stopping_rounds: int = 30,
-    max_depth: int = 4,
-    learning_rate: float = 0.1,
+    valid_fraction: float = DEFAULT_VALID_FRACTION,
+    params: Mapping[str, Any] | None = None,
+    num_boost_round: int | None = None,
+    early_stopping_rounds: int | None = None,
     nthread: int = 2,
     high_precision: float = DEFAULT_PRECISION_TARGETS["HIGH"],
     medium_precision: float = DEFAULT_PRECISION_TARGETS["MEDIUM"],
@@ -406,6 +408,8 @@ def train_model(
     time-split validation still drives early stopping and is reported): a model that will
     first serve accounts with empty velocity state should pick its thresholds there.
 
+    ``params`` override :data:`DEFAULT_PARAMS` (``models/offline/hyperparams.py``);
+    ``num_boost_round`` and ``early_stopping_rounds`` override those two again (quick tests).
     The version is ``version_prefix`` plus a hash of the data and the parameters, so the
     same data trained the same way always gets the same name.
     """
@@ -422,28 +426,22 @@ def train_model(
             f"both periods need both classes (train {pos_tr}/{y_tr.size} positive, "
             f"validation {pos_va}/{y_va.size} positive)"
         )
-    neg_tr = int(y_tr.size - pos_tr)
-    params: dict[str, Any] = {
-        "objective": "binary:logistic",
-        "tree_method": "hist",
-        "eval_metric": "aucpr",
-        "max_depth": max_depth,
-        "eta": learning_rate,
-        "min_child_weight": 1.0,
-        "subsample": 0.8,
-        "colsample_bytree": 0.8,
-        "max_bin": 256,
-        "scale_pos_weight": neg_tr / pos_tr,
-        "nthread": nthread,
-        "seed": seed,
-        "verbosity": 1,
-    }
-    params.update(extra_params or {})
+    hyper = resolve(params)
+    if num_boost_round is not None:
+        hyper["num_boost_round"] = num_boost_round
+    if early_stopping_rounds is not None:
+        hyper["early_stopping_rounds"] = early_stopping_rounds
+    num_boost_round = int(hyper["num_boost_round"])
+    early_stopping_rounds = int(hyper["early_stopping_rounds"])
+    xgb_params = booster_params(
+        hyper, negatives=int(y_tr.size - pos_tr), positives=pos_tr, seed=seed, nthread=nthread
+    )
+    xgb_params.update(extra_params or {})
     names = list(FEATURE_NAMES)
     dtrain = xgb.DMatrix(x_tr, label=y_tr, feature_names=names, missing=math.nan)
     dvalid = xgb.DMatrix(x_va, label=y_va, feature_names=names, missing=math.nan)
     booster = xgb.train(
-        params,
+        xgb_params,
         dtrain,
         num_boost_round=num_boost_round,
         evals=[(dvalid, "valid")],
@@ -508,7 +506,8 @@ def train_model(
         "train_seconds": round(time.perf_counter() - started, 3),
     }
     stored_params = {
-        **params,
+        **xgb_params,
+        "class_weight_power": hyper["class_weight_power"],
         "num_boost_round": num_boost_round,
         "early_stopping_rounds": early_stopping_rounds,
         "valid_fraction": valid_fraction,
