@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,9 @@ from models.scorer import Scorer
 from models.simulator import SimulatedTx, Simulator, simulate_history
 from models.tiers import ALERTED_TIERS, DEFAULT_PRECISION_TARGETS
 from models.transaction import Transaction, ValidationError, transaction_from_dict
+
+if TYPE_CHECKING:
+    from models.offline.tuning import TuneConfig
 
 log = logging.getLogger(__name__)
 
@@ -408,8 +411,9 @@ def train_model(
     time-split validation still drives early stopping and is reported): a model that will
     first serve accounts with empty velocity state should pick its thresholds there.
 
-    ``params`` override :data:`DEFAULT_PARAMS` (``models/offline/hyperparams.py``);
-    ``num_boost_round`` and ``early_stopping_rounds`` override those two again (quick tests).
+    ``params`` override :data:`DEFAULT_PARAMS` (``models/offline/hyperparams.py``; what
+    ``--tune`` chose); ``num_boost_round`` and ``early_stopping_rounds`` override those two
+    again (quick tests).
     The version is ``version_prefix`` plus a hash of the data and the parameters, so the
     same data trained the same way always gets the same name.
     """
@@ -566,17 +570,45 @@ def train_default(
     fraud_rate: float = 0.01,
     start_ms: int = DEFAULT_START_MS,
     nthread: int = 2,
+    tune: TuneConfig | None = None,
+    report_dir: Path | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> ModelArtifact:
-    """Simulate a history, train on it, save the artifact to ``path`` and verify the file."""
+    """Simulate a history, train on it, save the artifact to ``path`` and verify the file.
+
+    With ``tune``, the hyperparameters are searched first on time folds of the training
+    rows; the history is longer by the folds' gap so that they fit before the validation.
+    ``report_dir`` receives the validation report (JSON + HTML, with the trials).
+    """
+    # Imported here, not at the top: the search module builds on this one.
+    from models.offline.tuning import describe, record_tuning
+    from models.offline.tuning import tune as search
+
     t0 = time.perf_counter()
+    if tune is not None:
+        days += tune.gap_days
     history = simulate_history(seed, n_accounts, days, start_ms, fraud_rate=fraud_rate)
     t1 = time.perf_counter()
     dataset = build_dataset(history)
     del history
     serving = serving_sample(seed, start_ms + int((days + 1) * 86_400_000), fraud_rate)
     t2 = time.perf_counter()
-    artifact = train_model(dataset, seed=seed, nthread=nthread, serving=serving)
+    tuning = None
+    if tune is not None:
+        train_rows = slice(0, time_split(dataset, DEFAULT_VALID_FRACTION))
+        tuning = search(dataset, train_rows, tune, seed=seed, nthread=nthread, say=say or _quiet)
+        (say or _quiet)(f"tuning chose trial {tuning.best + 1}: {describe(tuning.chosen)}")
     t3 = time.perf_counter()
+    artifact = train_model(
+        dataset,
+        seed=seed,
+        nthread=nthread,
+        serving=serving,
+        params=tuning.chosen if tuning is not None else None,
+    )
+    t4 = time.perf_counter()
+    if tuning is not None:
+        record_tuning(artifact, tuning)
     artifact.params["simulation"] = {
         "seed": seed,
         "n_accounts": n_accounts,
@@ -587,7 +619,8 @@ def train_default(
     artifact.metrics["timings_s"] = {
         "simulate": round(t1 - t0, 3),
         "features": round(t2 - t1, 3),
-        "train": round(t3 - t2, 3),
+        "tune": round(t3 - t2, 3),
+        "train": round(t4 - t3, 3),
     }
     artifact.save(path)
 
@@ -600,5 +633,18 @@ def train_default(
         path.unlink(missing_ok=True)
         worst = float(np.max(np.abs(served - in_memory)))
         raise RuntimeError(f"artifact {path} scores differ from the trained model by {worst}")
+    if report_dir is not None:
+        from models.offline.backtest import score_period, write_backtest_report
+
+        result = score_period(dataset, slice(cut, len(dataset)), artifact)
+        if tuning is not None:
+            result.figures["tuning"] = tuning.as_dict()
+        write_backtest_report(
+            result, artifact, report_dir, "train-report", f"Validation of {artifact.version}"
+        )
     log.info("saved %s to %s in %.1f s", artifact.version, path, time.perf_counter() - t0)
     return artifact
+
+
+def _quiet(_: str) -> None:
+    return None
