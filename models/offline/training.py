@@ -584,20 +584,23 @@ def train_default(
     from models.offline.tuning import describe, record_tuning
     from models.offline.tuning import tune as search
 
+    say = say or _quiet
     t0 = time.perf_counter()
     if tune is not None:
         days += tune.gap_days
     history = simulate_history(seed, n_accounts, days, start_ms, fraud_rate=fraud_rate)
     t1 = time.perf_counter()
+    say(f"simulated {len(history):,} transactions over {days:g} days; replaying the features")
     dataset = build_dataset(history)
     del history
     serving = serving_sample(seed, start_ms + int((days + 1) * 86_400_000), fraud_rate)
     t2 = time.perf_counter()
     tuning = None
     if tune is not None:
+        say(f"tuning on {tune.folds} time folds of the training period")
         train_rows = slice(0, time_split(dataset, DEFAULT_VALID_FRACTION))
-        tuning = search(dataset, train_rows, tune, seed=seed, nthread=nthread, say=say or _quiet)
-        (say or _quiet)(f"tuning chose trial {tuning.best + 1}: {describe(tuning.chosen)}")
+        tuning = search(dataset, train_rows, tune, seed=seed, nthread=nthread, say=say)
+        say(f"tuning chose trial {tuning.best + 1}: {describe(tuning.chosen)}")
     t3 = time.perf_counter()
     artifact = train_model(
         dataset,

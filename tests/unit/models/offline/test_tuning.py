@@ -321,6 +321,7 @@ def test_train_default_tunes_and_reports(tmp_path: Path) -> None:
     from models.offline.training import train_default
 
     config = TuneConfig(trials=2, folds=2, gap_days=1.0, top_k=20)
+    messages: list[str] = []
     artifact = train_default(
         tmp_path / "m.json",
         seed=11,
@@ -329,7 +330,11 @@ def test_train_default_tunes_and_reports(tmp_path: Path) -> None:
         nthread=1,
         tune=config,
         report_dir=tmp_path / "report",
+        say=messages.append,
     )
+    assert messages[0].startswith("simulated ") and "over 5 days" in messages[0]
+    assert sum(m.startswith("trial ") for m in messages) == 2
+    assert messages[-1].startswith("tuning chose trial ")
     assert artifact.params["simulation"]["days"] == 5.0  # longer by the folds' gap
     assert len(artifact.metrics["tuning"]["trials"]) == 2
     assert artifact.metrics["timings_s"]["tune"] >= 0.0
