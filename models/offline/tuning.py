@@ -47,6 +47,9 @@ MAX_TRIALS = 1000
 DEPTHS = (3, 4, 5, 6, 8)
 ETA_RANGE = (0.02, 0.3)  # log-uniform
 ROUNDS = (100, 200, 400, 800)
+#: A round cap is drawn only if ``cap x eta`` reaches this: fewer rounds than that cannot fit
+#: at a small learning rate and would only waste a trial (the largest cap always qualifies).
+MIN_ROUNDS_X_ETA = 8.0
 MIN_CHILD_WEIGHT_RANGE = (0.5, 20.0)  # log-uniform
 SUBSAMPLE_RANGE = (0.5, 1.0)
 COLSAMPLE_RANGE = (0.4, 1.0)
@@ -159,12 +162,15 @@ def draw_trials(seed: int, n: int) -> list[dict[str, Any]]:
 
     trials = [dict(DEFAULT_PARAMS)]
     while len(trials) < n:
+        depth = rng.choice(DEPTHS)
+        eta = round(log_uniform(*ETA_RANGE), 4)
+        caps = [r for r in ROUNDS if r * eta >= MIN_ROUNDS_X_ETA] or [ROUNDS[-1]]
         trials.append(
             resolve(
                 {
-                    "max_depth": rng.choice(DEPTHS),
-                    "eta": round(log_uniform(*ETA_RANGE), 4),
-                    "num_boost_round": rng.choice(ROUNDS),
+                    "max_depth": depth,
+                    "eta": eta,
+                    "num_boost_round": rng.choice(caps),
                     "min_child_weight": round(log_uniform(*MIN_CHILD_WEIGHT_RANGE), 3),
                     "subsample": round(rng.uniform(*SUBSAMPLE_RANGE), 3),
                     "colsample_bytree": round(rng.uniform(*COLSAMPLE_RANGE), 3),

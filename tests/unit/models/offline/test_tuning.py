@@ -23,6 +23,7 @@ from models.offline.tuning import (
     CLASS_WEIGHT_POWERS,
     DEPTHS,
     ETA_RANGE,
+    MIN_ROUNDS_X_ETA,
     ROUNDS,
     TuneConfig,
     draw_trials,
@@ -131,6 +132,10 @@ def test_trials_start_with_the_defaults_and_are_seeded() -> None:
         assert set(p) == set(DEFAULT_PARAMS)
         assert p["max_depth"] in DEPTHS
         assert p["num_boost_round"] in ROUNDS
+        # A cap too small for the learning rate is never drawn.
+        assert p["num_boost_round"] * p["eta"] >= MIN_ROUNDS_X_ETA or (
+            p["num_boost_round"] == max(ROUNDS)
+        )
         assert p["class_weight_power"] in CLASS_WEIGHT_POWERS
         assert ETA_RANGE[0] <= p["eta"] <= ETA_RANGE[1]
         assert 0.0 < p["subsample"] <= 1.0 and 0.0 < p["colsample_bytree"] <= 1.0
