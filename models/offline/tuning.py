@@ -35,7 +35,7 @@ from models.artifact import ModelArtifact
 from models.features import FEATURE_NAMES
 from models.offline.evaluation import card_precision_at_k
 from models.offline.hyperparams import DEFAULT_PARAMS, booster_params, resolve
-from models.offline.replay import DAY_MS
+from models.offline.replay import DAY_MS, DEFAULT_LABEL_DELAY_DAYS
 from models.offline.training import Dataset, average_precision, period_split
 
 DEFAULT_TUNE_MINUTES = 10.0
@@ -64,12 +64,12 @@ def _quiet(_: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class TuneConfig:
-    """How long to search and how to validate; ``None`` budget means 10 minutes."""
+    """How long to search and how to validate: neither trials nor minutes means 10 minutes."""
 
     trials: int | None = None
     minutes: float | None = None
     folds: int = DEFAULT_FOLDS
-    gap_days: float = 7.0
+    gap_days: float = DEFAULT_LABEL_DELAY_DAYS
     #: Length of each fold's validation window; default ``span - gap`` over ``folds + 2``.
     valid_days: float | None = None
     top_k: int = 100
