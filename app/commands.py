@@ -221,6 +221,26 @@ _DATA_OPTIONS = (
     option("--top-k", type=int, default=100, show_default=True, help="Card precision@k."),
     option("--report-dir", type=str, default="", help="Report folder [default: next to output]."),
     option(
+        "--tune",
+        is_flag=True,
+        default=False,
+        help="Search the XGBoost parameters on time folds of the training period first.",
+    ),
+    option(
+        "--tune-minutes",
+        type=float,
+        default=None,
+        help="Time budget of --tune [default: 10, or none with --tune-trials].",
+    ),
+    option("--tune-trials", type=int, default=None, help="Trials of --tune (deterministic)."),
+    option("--tune-folds", type=int, default=3, show_default=True, help="Time folds of --tune."),
+    option(
+        "--tune-gap-days",
+        type=float,
+        default=None,
+        help="Days between a fold's training and validation [default: --label-delay-days].",
+    ),
+    option(
         "--if-missing",
         is_flag=True,
         default=False,
@@ -240,6 +260,11 @@ async def train(
     low_precision: float,
     top_k: int,
     report_dir: str,
+    tune: bool,
+    tune_minutes: float | None,
+    tune_trials: int | None,
+    tune_folds: int,
+    tune_gap_days: float | None,
     if_missing: bool,
     fmt: str,
     label_column: str,
@@ -252,29 +277,51 @@ async def train(
 
     A file is replayed in event-time order through the stream's own feature code; training
     takes [from, until - valid - gap), validation [until - valid, until) and writes its
-    report (JSON + HTML) beside the artifact.
+    report (JSON + HTML) beside the artifact. --tune first searches the XGBoost parameters
+    on successive time folds of the training period and reports every trial.
     """
     path = Path(output) if output else app.settings.model_path
     if if_missing and path.exists():
         self.say(f"{path} exists; not training (--if-missing)")
         return
+    tuning = None
+    if tune:
+        from models.offline.tuning import TuneConfig
+
+        tuning = TuneConfig(
+            trials=tune_trials,
+            minutes=tune_minutes,
+            folds=tune_folds,
+            gap_days=label_delay_days if tune_gap_days is None else tune_gap_days,
+            top_k=top_k,
+        )
+    elif tune_minutes is not None or tune_trials is not None or tune_gap_days is not None:
+        raise ValueError("--tune-minutes, --tune-trials and --tune-gap-days need --tune")
+    reports = Path(report_dir) if report_dir else path.parent / f"{path.stem}-report"
     started = time.monotonic()
     if not data:
         from models.offline.training import train_default
 
-        artifact = await asyncio.to_thread(train_default, path, seed=seed)
+        artifact = await asyncio.to_thread(
+            train_default,
+            path,
+            seed=seed,
+            tune=tuning,
+            report_dir=reports if tune or report_dir else None,
+            say=self.say,
+        )
         m = artifact.metrics
         self.say(
             f"wrote {path} (version {artifact.version}) in {time.monotonic() - started:.1f}s: "
             f"validation AUC {m.get('auc_roc', float('nan')):.4f}, "
             f"AP {m.get('average_precision', float('nan')):.4f}, thresholds {artifact.thresholds}"
+            + (f"; report in {reports}/" if tune or report_dir else "")
         )
         return
     from models.offline.backtest import train_on_records
     from models.offline.datafile import parse_field_map, read_labelled
 
     records = read_labelled(Path(data), parse_field_map(fields), label_column, fmt or None)
-    reports = Path(report_dir) if report_dir else path.parent / f"{path.stem}-report"
     artifact, result = await asyncio.to_thread(
         train_on_records,
         records,
@@ -288,6 +335,7 @@ async def train(
         report_dir=reports,
         top_k=top_k,
         seed=seed,
+        tune=tuning,
         say=self.say,
     )
     f = result.figures

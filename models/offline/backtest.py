@@ -28,6 +28,8 @@ from models.offline.evaluation import evaluate
 from models.offline.replay import DEFAULT_LABEL_DELAY_DAYS, ReplayStep
 from models.offline.report import write_report
 from models.offline.training import Dataset, build_dataset, period_split, train_model
+from models.offline.tuning import TuneConfig, describe, record_tuning
+from models.offline.tuning import tune as search
 from models.scorer import Scorer
 from models.tiers import (
     ALERTED_TIERS,
@@ -270,9 +272,14 @@ def train_on_records(
     top_k: int = 100,
     seed: int = 7,
     nthread: int = 2,
+    tune: TuneConfig | None = None,
     say: Progress = _noop,
 ) -> tuple[ModelArtifact, Backtest]:
-    """Train on a labelled file's period, save the artifact and report its validation."""
+    """Train on a labelled file's period, save the artifact and report its validation.
+
+    With ``tune``, the hyperparameters are searched on time folds of the training period
+    first (the validation period stays unseen) and every trial goes into the report.
+    """
     dataset, _ = replay_file(
         records, until_ms=until_ms, label_delay_days=label_delay_days, rules=None, say=say
     )
@@ -283,10 +290,16 @@ def train_on_records(
         f"training on {train_rows.stop - train_rows.start:,} transactions, validating on "
         f"{valid_rows.stop - valid_rows.start:,}"
     )
+    tuning = None
+    if tune is not None:
+        say(f"tuning on {tune.folds} time folds of the training period")
+        tuning = search(dataset, train_rows, tune, seed=seed, nthread=nthread, say=say)
+        say(f"tuning chose trial {tuning.best + 1}: {describe(tuning.chosen)}")
     t = {**DEFAULT_PRECISION_TARGETS, **(targets or {})}
     artifact = train_model(
         dataset,
         split=(train_rows, valid_rows),
+        params=tuning.chosen if tuning is not None else None,
         seed=seed,
         nthread=nthread,
         high_precision=t["HIGH"],
@@ -301,9 +314,13 @@ def train_on_records(
         "gap_days": gap_days,
         "label_delay_days": label_delay_days,
     }
+    if tuning is not None:
+        record_tuning(artifact, tuning)
     artifact.save(output)
     served = load_artifact(output)
     result = score_period(dataset, valid_rows, served, top_k=top_k)
+    if tuning is not None:
+        result.figures["tuning"] = tuning.as_dict()
     if report_dir is not None:
         write_backtest_report(
             result, served, report_dir, "train-report", f"Validation of {served.version}"

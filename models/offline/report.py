@@ -226,6 +226,64 @@ def plots(
     return out
 
 
+#: Hyperparameter columns of the tuning table: (key in the trial's params, heading).
+TUNING_COLUMNS = (
+    ("max_depth", "depth"),
+    ("eta", "eta"),
+    ("num_boost_round", "max rounds"),
+    ("min_child_weight", "min child weight"),
+    ("subsample", "subsample"),
+    ("colsample_bytree", "colsample"),
+    ("class_weight_power", "class weight power"),
+)
+
+
+def tuning_section(tuning: Mapping[str, Any]) -> list[str]:
+    """Return the HTML of a hyperparameter search: set-up, choice and every trial."""
+    chosen = tuning.get("chosen_trial")
+    setup = [
+        ("objective", tuning.get("objective")),
+        ("chosen trial", None if chosen is None else chosen + 1),
+        ("chosen parameters", ", ".join(f"{k} {v}" for k, v in tuning.get("chosen", {}).items())),
+        ("folds", tuning.get("folds")),
+        ("gap before each fold's validation (days)", tuning.get("gap_days")),
+        ("seed", tuning.get("seed")),
+        ("trials run", len(tuning.get("trials", []))),
+        ("stopped by the time budget", str(tuning.get("stopped_by_budget"))),
+        ("seconds", tuning.get("seconds")),
+    ]
+    rows = []
+    for t in tuning.get("trials", []):
+        params = t.get("params", {})
+        rows.append(
+            [
+                ("* " if t.get("index") == chosen else "") + str(t.get("index", 0) + 1),
+                *(params.get(key) for key, _ in TUNING_COLUMNS),
+                t.get("average_precision"),
+                t.get("card_precision"),
+                t.get("objective"),
+                " / ".join(_fmt(f.get("objective")) for f in t.get("folds", [])),
+                " / ".join(_fmt(f.get("rounds")) for f in t.get("folds", [])),
+                t.get("seconds"),
+            ]
+        )
+    headers = [
+        "trial",
+        *(h for _, h in TUNING_COLUMNS),
+        "AP (mean)",
+        "card precision@k (mean)",
+        "objective",
+        "fold objectives",
+        "fold rounds",
+        "seconds",
+    ]
+    return [
+        "<h2>Tuning</h2>",
+        _table(["search", "value"], setup),
+        _table(headers, rows),
+    ]
+
+
 def render_html(
     title: str,
     figures: Mapping[str, Any],
@@ -285,6 +343,8 @@ def render_html(
             "<h2>AML rules</h2>",
             _table(["rule", "hits", "frauds", "precision", "alerts beyond the model"], rule_rows),
         ]
+    if figures.get("tuning"):
+        sections += tuning_section(figures["tuning"])
     sections += [
         "<h2>Alerts per day</h2>",
         _table(["day", "transactions", *ALERTED_TIERS], day_rows),

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,11 +28,15 @@ import xgboost as xgb
 
 from models.artifact import ModelArtifact, load_artifact
 from models.features import FEATURE_NAMES, N_FEATURES
+from models.offline.hyperparams import booster_params, resolve
 from models.offline.replay import DAY_MS, DEFAULT_LABEL_DELAY_DAYS, Replayer, ReplayStep
 from models.scorer import Scorer
 from models.simulator import SimulatedTx, Simulator, simulate_history
 from models.tiers import ALERTED_TIERS, DEFAULT_PRECISION_TARGETS
 from models.transaction import Transaction, ValidationError, transaction_from_dict
+
+if TYPE_CHECKING:
+    from models.offline.tuning import TuneConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,8 @@ log = logging.getLogger(__name__)
 DEFAULT_START_MS = 1_704_067_200_000
 DEFAULT_N_ACCOUNTS = 5_000
 DEFAULT_DAYS = 10.0
+#: Share of the history (the latest) that validates the model when no period is given.
+DEFAULT_VALID_FRACTION = 0.25
 #: Transactions in the serving sample of the default model: a simulated live stream scored
 #: from empty velocity state, as a freshly started worker sees it.
 DEFAULT_SERVING_SAMPLE = 60_000
@@ -385,11 +391,10 @@ def train_model(
     dataset: Dataset,
     *,
     seed: int = 7,
-    valid_fraction: float = 0.25,
-    num_boost_round: int = 300,
-    early_stopping_rounds: int = 30,
-    max_depth: int = 4,
-    learning_rate: float = 0.1,
+    valid_fraction: float = DEFAULT_VALID_FRACTION,
+    params: Mapping[str, Any] | None = None,
+    num_boost_round: int | None = None,
+    early_stopping_rounds: int | None = None,
     nthread: int = 2,
     high_precision: float = DEFAULT_PRECISION_TARGETS["HIGH"],
     medium_precision: float = DEFAULT_PRECISION_TARGETS["MEDIUM"],
@@ -406,6 +411,9 @@ def train_model(
     time-split validation still drives early stopping and is reported): a model that will
     first serve accounts with empty velocity state should pick its thresholds there.
 
+    ``params`` override :data:`DEFAULT_PARAMS` (``models/offline/hyperparams.py``; what
+    ``--tune`` chose); ``num_boost_round`` and ``early_stopping_rounds`` override those two
+    again (quick tests).
     The version is ``version_prefix`` plus a hash of the data and the parameters, so the
     same data trained the same way always gets the same name.
     """
@@ -422,28 +430,22 @@ def train_model(
             f"both periods need both classes (train {pos_tr}/{y_tr.size} positive, "
             f"validation {pos_va}/{y_va.size} positive)"
         )
-    neg_tr = int(y_tr.size - pos_tr)
-    params: dict[str, Any] = {
-        "objective": "binary:logistic",
-        "tree_method": "hist",
-        "eval_metric": "aucpr",
-        "max_depth": max_depth,
-        "eta": learning_rate,
-        "min_child_weight": 1.0,
-        "subsample": 0.8,
-        "colsample_bytree": 0.8,
-        "max_bin": 256,
-        "scale_pos_weight": neg_tr / pos_tr,
-        "nthread": nthread,
-        "seed": seed,
-        "verbosity": 1,
-    }
-    params.update(extra_params or {})
+    hyper = resolve(params)
+    if num_boost_round is not None:
+        hyper["num_boost_round"] = num_boost_round
+    if early_stopping_rounds is not None:
+        hyper["early_stopping_rounds"] = early_stopping_rounds
+    num_boost_round = int(hyper["num_boost_round"])
+    early_stopping_rounds = int(hyper["early_stopping_rounds"])
+    xgb_params = booster_params(
+        hyper, negatives=int(y_tr.size - pos_tr), positives=pos_tr, seed=seed, nthread=nthread
+    )
+    xgb_params.update(extra_params or {})
     names = list(FEATURE_NAMES)
     dtrain = xgb.DMatrix(x_tr, label=y_tr, feature_names=names, missing=math.nan)
     dvalid = xgb.DMatrix(x_va, label=y_va, feature_names=names, missing=math.nan)
     booster = xgb.train(
-        params,
+        xgb_params,
         dtrain,
         num_boost_round=num_boost_round,
         evals=[(dvalid, "valid")],
@@ -508,7 +510,8 @@ def train_model(
         "train_seconds": round(time.perf_counter() - started, 3),
     }
     stored_params = {
-        **params,
+        **xgb_params,
+        "class_weight_power": hyper["class_weight_power"],
         "num_boost_round": num_boost_round,
         "early_stopping_rounds": early_stopping_rounds,
         "valid_fraction": valid_fraction,
@@ -567,17 +570,48 @@ def train_default(
     fraud_rate: float = 0.01,
     start_ms: int = DEFAULT_START_MS,
     nthread: int = 2,
+    tune: TuneConfig | None = None,
+    report_dir: Path | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> ModelArtifact:
-    """Simulate a history, train on it, save the artifact to ``path`` and verify the file."""
+    """Simulate a history, train on it, save the artifact to ``path`` and verify the file.
+
+    With ``tune``, the hyperparameters are searched first on time folds of the training
+    rows; the history is longer by the folds' gap so that they fit before the validation.
+    ``report_dir`` receives the validation report (JSON + HTML, with the trials).
+    """
+    # Imported here, not at the top: the search module builds on this one.
+    from models.offline.tuning import describe, record_tuning
+    from models.offline.tuning import tune as search
+
+    say = say or _quiet
     t0 = time.perf_counter()
+    if tune is not None:
+        days += tune.gap_days
     history = simulate_history(seed, n_accounts, days, start_ms, fraud_rate=fraud_rate)
     t1 = time.perf_counter()
+    say(f"simulated {len(history):,} transactions over {days:g} days; replaying the features")
     dataset = build_dataset(history)
     del history
     serving = serving_sample(seed, start_ms + int((days + 1) * 86_400_000), fraud_rate)
     t2 = time.perf_counter()
-    artifact = train_model(dataset, seed=seed, nthread=nthread, serving=serving)
+    tuning = None
+    if tune is not None:
+        say(f"tuning on {tune.folds} time folds of the training period")
+        train_rows = slice(0, time_split(dataset, DEFAULT_VALID_FRACTION))
+        tuning = search(dataset, train_rows, tune, seed=seed, nthread=nthread, say=say)
+        say(f"tuning chose trial {tuning.best + 1}: {describe(tuning.chosen)}")
     t3 = time.perf_counter()
+    artifact = train_model(
+        dataset,
+        seed=seed,
+        nthread=nthread,
+        serving=serving,
+        params=tuning.chosen if tuning is not None else None,
+    )
+    t4 = time.perf_counter()
+    if tuning is not None:
+        record_tuning(artifact, tuning)
     artifact.params["simulation"] = {
         "seed": seed,
         "n_accounts": n_accounts,
@@ -588,7 +622,8 @@ def train_default(
     artifact.metrics["timings_s"] = {
         "simulate": round(t1 - t0, 3),
         "features": round(t2 - t1, 3),
-        "train": round(t3 - t2, 3),
+        "tune": round(t3 - t2, 3),
+        "train": round(t4 - t3, 3),
     }
     artifact.save(path)
 
@@ -601,5 +636,18 @@ def train_default(
         path.unlink(missing_ok=True)
         worst = float(np.max(np.abs(served - in_memory)))
         raise RuntimeError(f"artifact {path} scores differ from the trained model by {worst}")
+    if report_dir is not None:
+        from models.offline.backtest import score_period, write_backtest_report
+
+        result = score_period(dataset, slice(cut, len(dataset)), artifact)
+        if tuning is not None:
+            result.figures["tuning"] = tuning.as_dict()
+        write_backtest_report(
+            result, artifact, report_dir, "train-report", f"Validation of {artifact.version}"
+        )
     log.info("saved %s to %s in %.1f s", artifact.version, path, time.perf_counter() - t0)
     return artifact
+
+
+def _quiet(_: str) -> None:
+    return None

@@ -138,9 +138,13 @@ def test_worker_with_an_invalid_setting_exits_78_with_one_line(
         (["backtest", "--data", "{tmp}/missing.jsonl", "--model", "{model}"], "no such file"),
         (["backtest", "--data", "{tmp}/missing.jsonl", "--model", "{tmp}/m.json"], "not found"),
         (["train", "--data", "{tmp}/missing.csv", "--output", "{tmp}/out.json"], "no such file"),
+        (
+            ["train", "--tune", "--tune-minutes", "0", "--output", "{tmp}/out.json"],
+            "--tune-minutes 0: give a number of minutes > 0",
+        ),
         (["simulate", "--duration", "1"], "cannot use the Kafka broker at kafka://127.0.0.1:"),
     ],
-    ids=["backtest-data", "backtest-model", "train-data", "simulate-broker"],
+    ids=["backtest-data", "backtest-model", "train-data", "train-tune-minutes", "simulate-broker"],
 )
 def test_commands_print_user_errors_as_one_line(
     worker_env: dict[str, str], trained_model: Path, tmp_path: Path, args: list[str], problem: str
