@@ -386,11 +386,13 @@ async def backtest(
         for t, v in f["tiers"].items()
         if t != "MINIMAL"
     )
+    recall = ", ".join(f"{p} {v['recall']:.2f}" for p, v in f.get("patterns", {}).items())
     self.say(
         f"backtest of {artifact.version} on {f['transactions']:,} transactions "
         f"({f['frauds']:,} frauds): AUC {f['auc_roc']:.4f}, AP {f['average_precision']:.4f}, "
-        f"card precision@{top_k} {f['card_precision_at_k']['mean']:.4f}; {tiers}. "
-        f"Report: {html_path} ({json_path})"
+        f"card precision@{top_k} {f['card_precision_at_k']['mean']:.4f}; {tiers}"
+        + (f"; recall per pattern: {recall}" if recall else "")
+        + f". Report: {html_path} ({json_path})"
     )
 
 
