@@ -253,9 +253,12 @@ class FraudScenarios(Population):
         m = int(_skewed(np.array([rng.random()]), self.n_merchants)[0])
         duration = rng.uniform(0.3, 2.0) * HOUR_MS
         victims = 4 + int(rng.poisson(6))
-        old = self._breached.get(m)
         end = t0 + int(duration) + 1
-        self._breached[m] = [victims + (old[0] if old else 0), max(end, old[1] if old else 0)]
+        old = self._breached.get(m)
+        if old is not None and old[1] > t0:  # still breached: the two breaches add up
+            self._breached[m] = [victims + old[0], max(end, old[1])]
+        else:
+            self._breached[m] = [victims, end]
         steps: list[tuple[int, _Step]] = []
         for _ in range(victims):
             account = int(self._draw_accounts(1, population)[0])
