@@ -127,6 +127,15 @@ async def run_simulation(
         help="Send labels (all frauds, 5%% of the rest) this many seconds later; 0 = none.",
     ),
     option("--linger-ms", type=int, default=5, show_default=True, help="Producer linger."),
+    option(
+        "--out",
+        type=str,
+        default="",
+        help="Write a labelled JSONL file (gzip if .gz; label and pattern per row) instead.",
+    ),
+    option("--days", type=float, default=35.0, show_default=True, help="With --out: days."),
+    option("--accounts", type=int, default=3000, show_default=True, help="With --out: accounts."),
+    option("--start", type=str, default="2024-01-01", show_default=True, help="With --out."),
 )
 async def simulate(
     self: AppCommand,
@@ -137,8 +146,27 @@ async def simulate(
     aml_rate: float,
     label_delay: float,
     linger_ms: int,
+    out: str,
+    days: float,
+    accounts: int,
+    start: str,
 ) -> None:
-    """Produce realistic transactions with labelled fraud patterns to the transactions topic."""
+    """Produce realistic transactions with labelled fraud patterns to the transactions topic.
+
+    With --out, write a history of --accounts accounts over --days to a file instead, each
+    row with its label and pattern, for ``train --data`` and ``backtest --data``.
+    """
+    if out:
+        from models.offline.datafile import write_labelled
+        from models.simulator import simulate_history
+
+        start_ms = parse_time(start, "--start") or 0
+        history = simulate_history(
+            seed, accounts, days, start_ms, fraud_rate=fraud_rate, aml_rate=aml_rate
+        )
+        rows = write_labelled(Path(out), ((r.tx, r.label, r.pattern) for r in history))
+        self.say(f"wrote {rows:,} transactions to {out}")
+        return
     from aiokafka.errors import KafkaError
 
     from app.kafka.security import KafkaSecurityError, diagnose_connection
@@ -406,11 +434,13 @@ async def backtest(
         for t, v in f["tiers"].items()
         if t != "MINIMAL"
     )
+    recall = ", ".join(f"{p} {v['recall']:.2f}" for p, v in f.get("patterns", {}).items())
     self.say(
         f"backtest of {artifact.version} on {f['transactions']:,} transactions "
         f"({f['frauds']:,} frauds): AUC {f['auc_roc']:.4f}, AP {f['average_precision']:.4f}, "
-        f"card precision@{top_k} {f['card_precision_at_k']['mean']:.4f}; {tiers}. "
-        f"Report: {html_path} ({json_path})"
+        f"card precision@{top_k} {f['card_precision_at_k']['mean']:.4f}; {tiers}"
+        + (f"; recall per pattern: {recall}" if recall else "")
+        + f". Report: {html_path} ({json_path})"
     )
 
 

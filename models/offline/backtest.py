@@ -158,6 +158,7 @@ def score_period(
         dataset.accounts[rows],
         top_k=top_k,
         thresholds=thresholds,
+        patterns=dataset.patterns[rows],
     )
     figures["model_version"] = artifact.version
     if rules is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,6 +19,10 @@ import orjson
 from models.transaction import TRANSACTION_FIELDS, transaction_from_dict
 
 FORMATS = ("jsonl", "csv")
+#: The column naming a row's fraud pattern (``legit`` for the rest); the backtest reports
+#: recall per pattern when a file has it. Like any other column it stays in the document,
+#: where the features never look.
+PATTERN_COLUMN = "pattern"
 _TRUE = frozenset({"1", "1.0", "true", "yes", "fraud", "y", "t"})
 _FALSE = frozenset({"0", "0.0", "false", "no", "legit", "n", "f"})
 
@@ -145,3 +149,22 @@ def read_labelled(
                 hint = f" (column {mapping[field]!r})"
             raise DataFileError(f"{where}: {exc}{hint}") from None
         yield doc, label
+
+
+def write_labelled(
+    path: Path, records: Iterable[tuple[Mapping[str, Any], int, str]], label_column: str = "label"
+) -> int:
+    """Write ``(transaction, label, pattern)`` rows as JSON Lines (gzip if ``.gz``).
+
+    Each line is the transaction with ``label`` and :data:`PATTERN_COLUMN` added, what
+    ``train --data`` and ``backtest --data`` read. Returns the rows written.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    gz = path.name.lower().endswith(".gz")
+    count = 0
+    with gzip.open(path, "wb", compresslevel=5) if gz else open(path, "wb") as out:
+        for tx, label, pattern in records:
+            row = {**tx, label_column: label, PATTERN_COLUMN: pattern}
+            out.write(orjson.dumps(row) + b"\n")
+            count += 1
+    return count

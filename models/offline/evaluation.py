@@ -16,6 +16,8 @@ import numpy.typing as npt
 from models.tiers import ALERTED_TIERS, TIERS
 
 DAY_MS = 86_400_000
+#: Pattern names that name nothing: a file without a pattern column gets these.
+UNNAMED_PATTERNS = frozenset({"legit", "fraud"})
 
 
 def roc_curve(
@@ -127,6 +129,29 @@ def alerts_per_day(ts_ms: npt.NDArray[Any], tiers: Sequence[str]) -> list[dict[s
     return rows
 
 
+def pattern_figures(
+    labels: npt.NDArray[Any], tiers: Sequence[str], patterns: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Per fraud pattern: frauds, caught at each alerted tier, and recall at the alerting tier.
+
+    ``tiers`` are the final tiers (``MINIMAL``: no alert), so a fraud counts as caught when
+    it raised an alert at all, at the lowest alerting threshold or by a rule. Legit rows
+    and a pattern with no fraud in the period are left out; empty when the data names no
+    pattern (only ``legit``/``fraud``).
+    """
+    y = np.asarray(labels, dtype=bool)
+    names = np.asarray(patterns)
+    tier_arr = np.asarray(tiers)
+    out: dict[str, dict[str, Any]] = {}
+    named = sorted(set(names[y].tolist()) - UNNAMED_PATTERNS) if y.size else []
+    for pattern in named:
+        mask = y & (names == pattern)
+        frauds = int(mask.sum())
+        caught = {t: int((mask & (tier_arr == t)).sum()) for t in ALERTED_TIERS}
+        out[pattern] = {"frauds": frauds, **caught, "recall": sum(caught.values()) / frauds}
+    return out
+
+
 def evaluate(
     labels: npt.NDArray[Any],
     scores: npt.NDArray[Any],
@@ -135,8 +160,13 @@ def evaluate(
     accounts: Sequence[str],
     top_k: int = 100,
     thresholds: Mapping[str, float] | None = None,
+    patterns: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Return every backtest figure of one scored, labelled period."""
+    """Return every backtest figure of one scored, labelled period.
+
+    With ``patterns`` (one per row) that name fraud patterns, ``patterns`` holds the recall
+    per pattern (:func:`pattern_figures`).
+    """
     from models.offline.training import average_precision, roc_auc
 
     y = np.asarray(labels, dtype=np.int8)
@@ -152,6 +182,10 @@ def evaluate(
         "tiers": tier_figures(y, tiers),
         "alerts_per_day": alerts_per_day(ts_ms, tiers),
     }
+    if patterns is not None:
+        by_pattern = pattern_figures(y, tiers, patterns)
+        if by_pattern:
+            figures["patterns"] = by_pattern
     if thresholds is not None:
         figures["thresholds"] = dict(thresholds)
     if y.size:

@@ -323,6 +323,10 @@ def render_html(
         [r, v.get("hits"), v.get("frauds"), v.get("precision"), v.get("added_alerts")]
         for r, v in figures.get("rules", {}).items()
     ]
+    pattern_rows = [
+        [p, v.get("frauds"), *(v.get(t) for t in ALERTED_TIERS), v.get("recall")]
+        for p, v in figures.get("patterns", {}).items()
+    ]
     day_rows = [
         [r["day"], r["transactions"], *(r[t] for t in ALERTED_TIERS)]
         for r in figures.get("alerts_per_day", [])
@@ -338,6 +342,11 @@ def render_html(
             tier_rows,
         ),
     ]
+    if pattern_rows:
+        sections += [
+            "<h2>Recall per fraud pattern</h2>",
+            _table(["pattern", "frauds", *ALERTED_TIERS, "recall (alerted)"], pattern_rows),
+        ]
     if rule_rows:
         sections += [
             "<h2>AML rules</h2>",

@@ -28,6 +28,7 @@ import xgboost as xgb
 
 from models.artifact import ModelArtifact, load_artifact
 from models.features import FEATURE_NAMES, N_FEATURES
+from models.offline.datafile import PATTERN_COLUMN
 from models.offline.hyperparams import booster_params, resolve
 from models.offline.replay import DAY_MS, DEFAULT_LABEL_DELAY_DAYS, Replayer, ReplayStep
 from models.scorer import Scorer
@@ -87,7 +88,8 @@ def build_dataset(
 ) -> Dataset:
     """Validate, order by event time and replay records as the stream would.
 
-    Accepts :class:`SimulatedTx` or ``(tx_dict, label)`` pairs. An invalid transaction is an
+    Accepts :class:`SimulatedTx` or ``(tx_dict, label)`` pairs (whose ``pattern`` field, if
+    any, names the row's pattern, as in a simulated data file). An invalid transaction is an
     error here (training data must be clean), reported with its position and field. Each
     label reaches the counterparty-risk state ``label_delay_days`` after its transaction
     (``None``: never, as on a fresh worker). ``progress`` is called with the rows done.
@@ -101,7 +103,8 @@ def build_dataset(
             doc, label, pattern = rec.tx, rec.label, rec.pattern
         else:
             doc, label = rec
-            pattern = "fraud" if label else "legit"
+            named = doc.get(PATTERN_COLUMN)  # a data file that names each row's pattern
+            pattern = named if isinstance(named, str) else ("fraud" if label else "legit")
         if label not in (0, 1):
             raise ValueError(f"record {i}: label must be 0 or 1, got {label!r}")
         try:

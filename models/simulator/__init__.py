@@ -6,7 +6,8 @@ One module per thing it simulates, each a layer of :class:`Simulator`:
 * ``hashing``: procedural per-account randomness (splitmix64), so profiles cost no memory;
 * ``labelled``: a transaction with its ground truth, and the steps scenarios schedule;
 * ``population``: account profiles, activity by hour, who transacts, balances;
-* ``fraud``: the fraud scenarios (card testing, takeover, spike, compromised merchant);
+* ``fraud``: the fraud scenarios (card testing, takeover draining the balance, inflated
+  amounts on a compromised card, compromised merchant);
 * ``aml``: the money-laundering typologies;
 * ``stream``: legit traffic with the scenarios merged in, :func:`simulate_history`.
 
@@ -25,9 +26,11 @@ from models.simulator.catalog import (
     FRAUD_PATTERNS,
     HIGH_RISK_COUNTRIES,
     HOUR_MS,
+    INFLATED_DAYS,
     MINUTE_MS,
     OCCASIONAL_SHARE,
     PATTERNS,
+    RENAMED_PATTERNS,
 )
 from models.simulator.labelled import SimulatedTx
 from models.simulator.stream import Simulator, simulate_history
@@ -43,9 +46,11 @@ __all__ = [
     "FRAUD_PATTERNS",
     "HIGH_RISK_COUNTRIES",
     "HOUR_MS",
+    "INFLATED_DAYS",
     "MINUTE_MS",
     "OCCASIONAL_SHARE",
     "PATTERNS",
+    "RENAMED_PATTERNS",
     "SimulatedTx",
     "Simulator",
     "simulate_history",

@@ -6,10 +6,15 @@ PATTERNS: tuple[str, ...] = (
     "legit",
     "card_testing",
     "account_takeover",
-    "amount_spike",
+    "inflated_amounts",
     "compromised_merchant",
 )
 FRAUD_PATTERNS: tuple[str, ...] = PATTERNS[1:]
+#: Old pattern names and what replaced them (``amount_spike``, one or two purchases at
+#: 8-30x the typical amount, became a fortnight of inflated amounts on a compromised card).
+RENAMED_PATTERNS: dict[str, str] = {"amount_spike": "inflated_amounts"}
+#: How long a compromised card's amounts are inflated (``inflated_amounts``).
+INFLATED_DAYS = 14
 #: Money-laundering typologies (``aml_rate`` > 0 or :meth:`Simulator.typology`), labelled 1
 #: like the fraud patterns; the AML rules in ``models/aml`` are written to catch them.
 AML_PATTERNS: tuple[str, ...] = (
@@ -34,7 +39,7 @@ MINUTE_MS = 60_000
 FRAUD_MIX: dict[str, float] = {
     "card_testing": 0.35,
     "account_takeover": 0.20,
-    "amount_spike": 0.20,
+    "inflated_amounts": 0.20,
     "compromised_merchant": 0.25,
 }
 
@@ -92,6 +97,8 @@ _CASHOUT_CATEGORIES = ("electronics", "gift_cards", "jewelry", "travel", "digita
 _TYPES: tuple[str, ...] = ("PAYMENT", "CARD", "DEBIT", "TRANSFER", "CASH_OUT", "CASH_IN")
 _TYPE_PROBS = (0.34, 0.31, 0.11, 0.10, 0.06, 0.08)
 _PAYMENT, _CARD, _DEBIT, _TRANSFER, _CASH_OUT, _CASH_IN = range(6)
+#: Share of legit transactions that are card payments (PAYMENT or CARD).
+_CARD_PAYMENT_SHARE = (_TYPE_PROBS[_PAYMENT] + _TYPE_PROBS[_CARD]) / sum(_TYPE_PROBS)
 
 # Account activity by hour of day: a floor plus a bump around the account's own centre.
 _ACTIVITY_FLOOR = 0.12

@@ -35,7 +35,7 @@ class _Step:
     channel: str = "online"
     country: str | None = None
     device: str | None = None
-    follow: int = 0  # compromised-merchant visits: how many abuses this visit leads to
+    breached_merchant: int = -1  # a visit to a breached merchant: its index (abuse follows)
     backdate_ms: int = 0  # emitted with an event time this far before its turn (late event)
     extra: dict[str, Any] | None = None  # more fields for the document
 

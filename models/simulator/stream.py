@@ -154,6 +154,9 @@ class Simulator(AmlTypologies):
         self._scenario_credit = self.rng.random(len(names)).tolist()
         self._fraud_per_candidate = float((probs * kept * per).sum())
         self._visits_per_candidate = float(probs[names.index("compromised_merchant")] * 10.0)
+        self._inflated = {}
+        self._breached = {}
+        self._cards_seeded = False
 
         # Balances: exact for recently active and for in-scenario accounts.
         self._cache_cap = max(_BALANCE_GENERATION, n_accounts)
@@ -198,7 +201,13 @@ class Simulator(AmlTypologies):
         next_aml = (
             start_ms + self._aml_rng.exponential(1.0 / aml_rate_ms) if aml_rate_ms > 0 else math.inf
         )
+        if scenario_rate_ms > 0 and not self._cards_seeded:
+            share = self._scenario_probs[self._scenario_names.index("inflated_amounts")]
+            self._seed_compromised_cards(start_ms, population, scenario_rate_ms * share)
+        self._cards_seeded = True
         next_due = min(next_scenario, next_aml)
+        inflated = self._inflated
+        breached = self._breached
         prefix = self.id_prefix
         counter = self._counter
         merchant_ids = self._merchant_ids
@@ -303,14 +312,28 @@ class Simulator(AmlTypologies):
                             next_aml += self._aml_rng.exponential(1.0 / aml_rate_ms)
                         elif heap and heap[0][0] <= until:
                             when, _, step = heapq.heappop(heap)
-                            if step.follow:
-                                self._push(self._card_abuse(step, when), heap, seq)
+                            if step.breached_merchant >= 0:
+                                abuse = self._breach_visit(
+                                    step.account, step.breached_merchant, when
+                                )
+                                self._push(abuse, heap, seq)
                             yield self._emit(step, when)
                         else:
                             break
                     next_due = min(next_scenario, next_aml, heap[0][0] if heap else math.inf)
                 if end_ms is not None and ts >= end_ms:
                     return
+                label, pattern = 0, "legit"
+                if ty <= 1 and (inflated or breached):  # a card payment, while fraud is afoot
+                    if a in inflated:
+                        inflated_amt = self._inflate(a, ts, amt)
+                        if inflated_amt:
+                            amt, label, pattern = inflated_amt, 1, "inflated_amounts"
+                    if m in breached:
+                        abuse = self._breach_visit(a, m, ts)
+                        if abuse:
+                            self._push(abuse, heap, seq)
+                            next_due = min(next_due, heap[0][0])
                 bal = balance(a, b0)
                 if ty == 5:  # CASH_IN
                     after = bal + amt
@@ -355,7 +378,7 @@ class Simulator(AmlTypologies):
                     tx["merchant_category"] = merchant_cat[m]
                 tx["balance_before"] = bal / 100
                 tx["balance_after"] = after / 100
-                yield new_sim(tx, 0, "legit")
+                yield new_sim(tx, label, pattern)
 
 
 def simulate_history(

@@ -620,3 +620,36 @@ def test_code_version_is_stored_and_loaded(artifact: ModelArtifact, tmp_path: Pa
     del doc["code_version"]
     path.write_bytes(orjson.dumps(doc))
     assert load_artifact(path).code_version == "unknown"  # older artifacts predate it
+
+
+def test_a_pattern_column_reaches_the_dataset_and_the_backtest(artifact: ModelArtifact) -> None:
+    history = simulate_history(SEED, N_ACCOUNTS, 2.0, DEFAULT_START_MS, fraud_rate=0.05)
+    named = [({**h.tx, "pattern": h.pattern}, h.label) for h in history]
+    dataset = build_dataset(named, label_delay_days=DELAY)
+    by_tx = {h.tx["tx_id"]: h.pattern for h in history}
+    assert list(dataset.patterns) == [by_tx[t] for t in dataset.tx_ids]
+    # Without the column, rows are only "fraud" or "legit" (and no pattern is reported).
+    plain = build_dataset([(h.tx, h.label) for h in history], label_delay_days=DELAY)
+    assert set(plain.patterns) == {"fraud", "legit"}
+    assert "patterns" not in score_period(plain, slice(0, len(plain)), artifact).figures
+    result = score_period(dataset, slice(0, len(dataset)), artifact)
+    figures = result.figures["patterns"]
+    frauds = [
+        p for p, label in zip(dataset.patterns, dataset.labels.tolist(), strict=True) if label
+    ]
+    assert {p: v["frauds"] for p, v in figures.items()} == dict(
+        sorted({p: frauds.count(p) for p in set(frauds)}.items())
+    )
+    for pattern, v in figures.items():
+        alerted = [
+            t
+            for p, t, label in zip(
+                dataset.patterns, result.tiers, result.labels.tolist(), strict=True
+            )
+            if p == pattern and label and t != "MINIMAL"
+        ]
+        assert v["HIGH"] + v["MEDIUM"] + v["LOW"] == len(alerted)
+        assert v["recall"] == len(alerted) / v["frauds"]
+    page = render_html("t", result.figures, [], {})
+    assert "<h2>Recall per fraud pattern</h2>" in page
+    assert all(f"<td>{p}</td>" in page for p in figures)

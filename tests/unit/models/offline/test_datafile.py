@@ -15,6 +15,7 @@ from models.offline.datafile import (
     parse_field_map,
     parse_label,
     read_labelled,
+    write_labelled,
 )
 from models.transaction import TRANSACTION_FIELDS, transaction_from_dict
 
@@ -280,3 +281,16 @@ def test_detect_format(name: str, fmt: str) -> None:
 def test_detect_format_refuses_unknown_names(name: str) -> None:
     with pytest.raises(DataFileError, match="cannot tell the format"):
         detect_format(Path(name))
+
+
+@pytest.mark.parametrize("name", ["sim.jsonl", "sim.jsonl.gz"])
+def test_write_labelled_round_trips_label_and_pattern(tmp_path: Path, name: str) -> None:
+    rows = [(row(1), 0, "legit"), (row(2, currency="EUR"), 1, "account_takeover")]
+    path = tmp_path / "sub" / name
+    assert write_labelled(path, rows) == 2
+    assert (path.read_bytes()[:2] == b"\x1f\x8b") == name.endswith(".gz")
+    out = list(read_labelled(path))
+    assert [label for _, label in out] == [0, 1]
+    # The pattern stays in the document as an unknown field, next to the transaction.
+    assert [d["pattern"] for d, _ in out] == ["legit", "account_takeover"]
+    assert out[1][0]["currency"] == "EUR" and "label" not in out[1][0]

@@ -17,6 +17,7 @@ from models.offline.evaluation import (
     alerts_per_day,
     card_precision_at_k,
     evaluate,
+    pattern_figures,
     roc_curve,
     tier_figures,
 )
@@ -249,3 +250,41 @@ def test_evaluate_matches_independent_figures() -> None:
     assert high["frauds"] == int(((s >= 0.8) & (y == 1)).sum())
     assert sum(r["transactions"] for r in figures["alerts_per_day"]) == 400
     assert sum(r["LOW"] for r in figures["alerts_per_day"]) == tiers.count("LOW")
+
+
+def test_pattern_figures_count_frauds_caught_per_tier_and_recall() -> None:
+    labels = np.array([1, 1, 1, 1, 0, 1, 1, 0], dtype=np.int8)
+    tiers = ["HIGH", "LOW", "MINIMAL", "MEDIUM", "HIGH", "MINIMAL", "HIGH", "LOW"]
+    patterns = [
+        "account_takeover",
+        "account_takeover",
+        "account_takeover",
+        "card_testing",
+        "legit",
+        "card_testing",
+        "structuring",
+        "legit",
+    ]
+    out = pattern_figures(labels, tiers, patterns)
+    assert out == {
+        "account_takeover": {"frauds": 3, "HIGH": 1, "MEDIUM": 0, "LOW": 1, "recall": 2 / 3},
+        "card_testing": {"frauds": 2, "HIGH": 0, "MEDIUM": 1, "LOW": 0, "recall": 0.5},
+        "structuring": {"frauds": 1, "HIGH": 1, "MEDIUM": 0, "LOW": 0, "recall": 1.0},
+    }
+
+
+def test_pattern_figures_are_left_out_when_the_data_names_no_pattern() -> None:
+    labels = np.array([1, 0, 1], dtype=np.int8)
+    tiers = ["HIGH", "LOW", "MINIMAL"]
+    assert pattern_figures(labels, tiers, ["fraud", "legit", "fraud"]) == {}
+    ts = np.array([DAY0, DAY0 + HOUR, DAY0 + 2 * HOUR])
+    scores = np.array([0.9, 0.5, 0.1])
+    unnamed = evaluate(
+        labels, scores, tiers, ts, ["a", "b", "c"], patterns=["fraud", "legit", "fraud"]
+    )
+    assert "patterns" not in unnamed
+    assert "patterns" not in evaluate(labels, scores, tiers, ts, ["a", "b", "c"])
+    named = evaluate(labels, scores, tiers, ts, ["a", "b", "c"], patterns=["x", "legit", "x"])
+    assert named["patterns"] == {
+        "x": {"frauds": 2, "HIGH": 1, "MEDIUM": 0, "LOW": 0, "recall": 0.5}
+    }

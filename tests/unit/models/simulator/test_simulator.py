@@ -9,6 +9,7 @@ import pytest
 
 from models.simulator import (
     FRAUD_PATTERNS,
+    INFLATED_DAYS,
     PATTERNS,
     SimulatedTx,
     Simulator,
@@ -177,45 +178,71 @@ def test_card_testing_is_a_burst_of_small_amounts(
         new_merchant += sum(r.tx["counterparty_id"] not in usual for r in burst)
         total += len(burst)
     assert new_merchant / total > 0.8
+    # Every burst ends with one large purchase on the same card.
     bigger = [r for r in history if r.pattern == "card_testing" and r.tx["amount"] > 5.0]
-    assert bigger  # some bursts end with a real purchase
+    assert len(bigger) == len(bursts)
+    assert all(r.tx["amount"] >= 150.0 for r in bigger)
+    tested = {b[0].tx["account_id"] for b in bursts}
+    assert {r.tx["account_id"] for r in bigger} == tested
 
 
-def test_account_takeover_drains_to_a_new_counterparty_at_night(
+def test_account_takeover_drains_the_balance_to_a_new_payee_at_night(
     history: list[SimulatedTx], profiles: Simulator
 ) -> None:
     ato = [r for r in history if r.pattern == "account_takeover"]
-    assert ato
+    assert len(ato) > 20
     seen_cps: dict[str, set[str]] = defaultdict(set)
     last_by_account: dict[str, SimulatedTx] = {}
     for rec in history:
         tx = rec.tx
         if rec.pattern == "account_takeover":
-            # Money goes to a mule or a foreign ATM the owner never used.
+            # A transfer to a mule the owner never paid, from a device it never used.
             assert tx["counterparty_id"] not in seen_cps[tx["account_id"]]
-            assert tx["type"] in ("TRANSFER", "CASH_OUT")
-            if "device_id" in tx:
-                assert tx["device_id"] != profiles.profile(account_index(rec))["device_id"]
+            assert tx["counterparty_id"].startswith("cp-new-")
+            assert tx["type"] == "TRANSFER"
+            assert tx["device_id"] != profiles.profile(account_index(rec))["device_id"]
+            assert account_index(rec) < 2000  # a regular account, with a history
             last_by_account[tx["account_id"]] = rec
         elif "counterparty_id" in tx:
             seen_cps[tx["account_id"]].add(tx["counterparty_id"])
-    # The last step of each takeover leaves the account (nearly) empty.
-    drained = [
-        r.tx["balance_after"] <= 0.05 * r.tx["balance_before"] for r in last_by_account.values()
-    ]
-    assert sum(drained) / len(drained) > 0.9
+    # The last step of each takeover moves (nearly) all of the balance: 95-100 %.
+    for rec in last_by_account.values():
+        tx = rec.tx
+        assert tx["amount"] >= 0.95 * tx["balance_before"] - 0.01
+        assert tx["balance_after"] == pytest.approx(tx["balance_before"] - tx["amount"], abs=0.006)
     night = sum(1 for r in ato if (r.tx["ts"] // HOUR_MS) % 24 < 6)
     assert night / len(ato) > 0.6
 
 
-def test_amount_spike_is_8_to_30_times_the_typical_amount(
+def test_inflated_amounts_are_a_third_of_a_cards_payments_for_a_fortnight(
     history: list[SimulatedTx], profiles: Simulator
 ) -> None:
-    spikes = [r for r in history if r.pattern == "amount_spike"]
-    assert len(spikes) > 20
-    for rec in spikes:
+    inflated = [r for r in history if r.pattern == "inflated_amounts"]
+    assert len(inflated) > 100
+    cards = {r.tx["account_id"] for r in inflated}
+    assert len(cards) > 20
+    for rec in inflated:
+        # The owner's kind of payment, at 3-8 times the usual amounts.
+        assert rec.tx["type"] in ("PAYMENT", "CARD")
         typical = profiles.profile(account_index(rec))["typical_amount"]
-        assert 7.9 <= rec.tx["amount"] / typical <= 30.1
+        assert rec.tx["amount"] / typical > 0.5
+    spans = defaultdict(list)
+    for rec in inflated:
+        spans[rec.tx["account_id"]].append(rec.tx["ts"])
+    assert max(max(t) - min(t) for t in spans.values()) < INFLATED_DAYS * 24 * HOUR_MS
+    # While a card is compromised, about a third of its card payments are the fraudster's.
+    fraud = owner = 0
+    for rec in history:
+        a = rec.tx["account_id"]
+        in_span = a in spans and min(spans[a]) <= rec.tx["ts"] <= max(spans[a])
+        if in_span and rec.tx["type"] in ("PAYMENT", "CARD"):
+            fraud += rec.label
+            owner += 1 - rec.label
+    assert 0.2 < fraud / (fraud + owner) < 0.5
+    typical_ratio = sorted(
+        r.tx["amount"] / profiles.profile(account_index(r))["typical_amount"] for r in inflated
+    )
+    assert 3.0 < typical_ratio[len(typical_ratio) // 2] < 8.0
 
 
 def test_compromised_merchant_victims_share_a_merchant_visit(
@@ -226,13 +253,41 @@ def test_compromised_merchant_victims_share_a_merchant_visit(
         if rec.pattern == "compromised_merchant":
             first_fraud.setdefault(rec.tx["account_id"], rec.tx["ts"])
     assert len(first_fraud) >= 10
-    visited: dict[str, set[str]] = defaultdict(set)
+    visits: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for rec in history:
         a = rec.tx["account_id"]
-        before_fraud = a in first_fraud and 0 <= first_fraud[a] - rec.tx["ts"] <= 4 * HOUR_MS
-        if rec.label == 0 and rec.tx["type"] == "CARD" and before_fraud:
-            visited[a].add(rec.tx["counterparty_id"])
-    victims_per_merchant = Counter(m for ms in visited.values() for m in ms)
-    shared = sum(1 for a in first_fraud if any(victims_per_merchant[m] >= 3 for m in visited[a]))
+        before_fraud = a in first_fraud and 0 <= first_fraud[a] - rec.tx["ts"] <= 3 * HOUR_MS
+        if rec.label == 0 and rec.tx["type"] in ("PAYMENT", "CARD") and before_fraud:
+            visits[a].append((rec.tx["counterparty_id"], rec.tx["ts"]))
+    victims_per_merchant = Counter(m for vs in visits.values() for m in {m for m, _ in vs})
+    shared = sum(1 for a in first_fraud if any(victims_per_merchant[m] >= 3 for m, _ in visits[a]))
     # Victims were defrauded after visiting the same (breached) merchant as other victims.
     assert shared / len(first_fraud) > 0.9
+    # And every card that paid at a breached merchant during its breach was hit later. A
+    # breach is a run of victim visits to one merchant (a merchant may be breached again).
+    victim_visits: dict[str, list[int]] = defaultdict(list)
+    for vs in visits.values():
+        for m, ts in vs:
+            if victims_per_merchant[m] >= 3:
+                victim_visits[m].append(ts)
+    windows: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for m, times in victim_visits.items():
+        times.sort()
+        lo = times[0]
+        for prev, ts in itertools.pairwise([*times, times[-1] + 3 * HOUR_MS]):
+            if ts - prev > 2 * HOUR_MS:
+                windows[m].append((lo, prev))
+                lo = ts
+    hit = spared = 0
+    for rec in history:
+        m, ts = rec.tx["counterparty_id"], rec.tx["ts"]
+        if rec.tx["type"] not in ("PAYMENT", "CARD") or rec.label:
+            continue
+        if any(lo <= ts <= hi for lo, hi in windows.get(m, ())):
+            a = rec.tx["account_id"]
+            if a in first_fraud and ts < first_fraud[a]:
+                hit += 1
+            else:
+                spared += 1
+    assert hit >= 30
+    assert spared / (hit + spared) < 0.05, (hit, spared)
