@@ -42,7 +42,7 @@ account's own history, where fraud shows as a break from habit rather than a lar
   for the first of its type).
 
 A format-3 or format-4 state reads with those histories empty; a counterparty it knew counts
-as first seen when it was last seen (the earliest time the state can prove).
+as first seen when it was last seen (the only sighting the state can prove).
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ class AccountState:
         if v[0] in PREVIOUS_STATE_FORMATS:
             state = cls(*v[1:])
             for pair in state.cps:
-                pair.append(0)  # first seen when last seen: the earliest the state can prove
+                pair.append(0)  # first seen when last seen: the only sighting it can prove
             return state
         if v[0] != STATE_FORMAT:
             raise ValueError(f"account state format {v[0]} is not {STATE_FORMAT}")
