@@ -21,6 +21,28 @@ one, otherwise UTC (epoch milliseconds carry no zone).
 
 A late (out-of-order) event is counted in its own buckets; its windows end at its own time
 except ``distinct_cp_24h``, which also counts counterparties first seen after it.
+
+The account-relative features (appended in format 5) compare a transaction with the
+account's own history, where fraud shows as a break from habit rather than a large number:
+
+* ``amount_to_avg_24h`` / ``_7d`` / ``_30d``: the amount over the window's mean amount
+  (``sum / count`` of the same windows; NaN when the window is empty or its mean is 0);
+* ``amount_to_max_30d``: the amount over the largest single amount of the 30-day window (a
+  running maximum per day bucket, 30 of them);
+* ``days_since_first_cp``: days since the account first paid this counterparty (NaN with no
+  counterparty, 0 for a new one); a counterparty the LRU forgot is new again;
+* ``count_1h_to_usual``: ``count_1h`` over the account's usual hourly count, ``count_30d``
+  spread over the hours it has been active in the window (its age, at least 1 h, at most
+  30 days); NaN without a transaction in 30 days;
+* ``hour_unusual``: the mean of ``1 - cos`` of the angle between this transaction's time of
+  day and each earlier one's (0 = the account's usual time, 2 = twelve hours away from all
+  of them, 1 = no habit), from two running sums: the periodic feature of Bahnsen et al.
+  (2016) without its von Mises fit;
+* ``amount_to_type_mean``: the amount over the account's mean amount for this ``type`` (NaN
+  for the first of its type).
+
+A format-3 or format-4 state reads with those histories empty; a counterparty it knew counts
+as first seen when it was last seen (the only sighting the state can prove).
 """
 
 from __future__ import annotations
@@ -35,11 +57,12 @@ import orjson
 from models.counterparty_risk import RISK_FEATURE_NAMES, CounterpartyRisk, risk_features
 from models.redelivery import InputPosition, advance, already_applied
 from models.transaction import Transaction
-from models.windows import add, sums
+from models.windows import add, largest, sums
 
-STATE_FORMAT = 4
-#: Format 3 had no input offsets; such a state reads with none (tx ids guard it meanwhile).
-PREVIOUS_STATE_FORMAT = 3
+STATE_FORMAT = 5
+#: Format 3 had no input offsets, format 4 no account-relative histories; such a state reads
+#: with them empty (tx ids guard a format-3 state meanwhile).
+PREVIOUS_STATE_FORMATS = (3, 4)
 
 BUCKET_5M_MS = 300_000
 BUCKET_1H_MS = 3_600_000
@@ -55,6 +78,10 @@ SEEN_TX = 32
 #: amounts were all equal still shows how far a new amount is from them.
 STD_FLOOR_OF_MEAN = 0.05
 NIGHT_HOURS = range(0, 6)
+_RADIANS_PER_S = 2.0 * math.pi / 86_400
+#: The clock sums are stored to 3 decimals: ``hour_unusual`` moves by under 0.001 (of 0..2),
+#: and a full-precision float would be most of a new account's state (~40 of ~250 bytes).
+CLOCK_DECIMALS = 3
 #: Ratios (to the mean, to the balance, the drain) are capped at this size: a balance of
 #: 1e-300 would make them infinite, and the model reads features as float32.
 RATIO_CAP = 1e9
@@ -90,6 +117,14 @@ FEATURE_NAMES: tuple[str, ...] = (
     "amount_to_balance",
     "type_code",
     *RISK_FEATURE_NAMES,
+    "amount_to_avg_24h",
+    "amount_to_avg_7d",
+    "amount_to_avg_30d",
+    "amount_to_max_30d",
+    "days_since_first_cp",
+    "count_1h_to_usual",
+    "hour_unusual",
+    "amount_to_type_mean",
 )
 N_FEATURES = len(FEATURE_NAMES)
 NAN = float("nan")
@@ -100,8 +135,10 @@ class AccountState:
     """Compact, bounded velocity state of one account.
 
     Buckets are ``[index, count, amount_sum]`` triples in ascending index order;
-    counterparties are ``[crc32, last_seen_ms]`` pairs; ``seen`` holds 64-bit hashes of the
-    most recent transaction ids.
+    counterparties are ``[crc32, last_seen_ms, known_ms]`` triples, where ``known_ms`` is how
+    long before its last sighting it was first seen (0 for most: a payee seen once costs two
+    bytes, not a second timestamp); ``seen`` holds 64-bit hashes of the most recent
+    transaction ids.
     """
 
     n: int = 0
@@ -123,6 +160,13 @@ class AccountState:
     aml: list[Any] = field(default_factory=list)
     #: Offset of the last transaction applied, per input topic (``models.redelivery``).
     offsets: dict[str, int] = field(default_factory=dict)
+    #: ``[day_index, largest_amount]`` per UTC day bucket, the 30-day window's.
+    dmax: list[list[float]] = field(default_factory=list)
+    #: Time of day of the account's transactions: ``[n, sum_cos, sum_sin]`` (empty: none),
+    #: the sums rounded to :data:`CLOCK_DECIMALS`.
+    clock: list[float] = field(default_factory=list)
+    #: Running mean amount per type: ``[type_code, n, mean]``, at most one per type code.
+    types: list[list[float]] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         """Serialize to the table's value format (compact JSON array)."""
@@ -143,6 +187,9 @@ class AccountState:
                 self.home_country,
                 self.aml,
                 self.offsets,
+                self.dmax,
+                self.clock,
+                self.types,
             ]
         )
 
@@ -150,8 +197,11 @@ class AccountState:
     def from_bytes(cls, data: bytes) -> AccountState:
         """Deserialize a table value written by :meth:`to_bytes`."""
         v = orjson.loads(data)
-        if v[0] == PREVIOUS_STATE_FORMAT:
-            return cls(*v[1:])
+        if v[0] in PREVIOUS_STATE_FORMATS:
+            state = cls(*v[1:])
+            for pair in state.cps:
+                pair.append(0)  # first seen when last seen: the only sighting it can prove
+            return state
         if v[0] != STATE_FORMAT:
             raise ValueError(f"account state format {v[0]} is not {STATE_FORMAT}")
         return cls(*v[1:])
@@ -172,6 +222,11 @@ class AccountState:
             "count_30d": c30,
             "sum_30d": s30,
         }
+
+
+def _ratio(amount: float, reference: float) -> float:
+    """Return ``amount / reference`` capped, or NaN when the reference is not positive."""
+    return _capped(amount / reference) if reference > 0 else NAN
 
 
 def _capped(ratio: float) -> float:
@@ -224,18 +279,21 @@ def update_account(
 
     since_24h = ts - BUCKET_1D_MS
     distinct_cp = 0.0
-    for _, seen_ms in st.cps:
-        if seen_ms > since_24h:
+    for entry in st.cps:
+        if entry[1] > since_24h:
             distinct_cp += 1
     cp_key = -1
     if tx.counterparty_id is None:
         new_cp = NAN
+        cp_days = NAN
     else:
         cp_key = zlib.crc32(tx.counterparty_id.encode())
         new_cp = 1.0
-        for pair in st.cps:
-            if pair[0] == cp_key:
+        cp_days = 0.0
+        for entry in st.cps:
+            if entry[0] == cp_key:
                 new_cp = 0.0
+                cp_days = max(0.0, (ts - entry[1] + entry[2]) / BUCKET_1D_MS)
                 break
 
     device_key = -1
@@ -261,6 +319,22 @@ def update_account(
         drain = NAN
         to_balance = NAN
     type_code = TYPE_CODES.get(tx.type, -1) if tx.type is not None else -1
+
+    largest_30d = largest(st.dmax, dd, SLOTS_1D)
+    to_max = _ratio(amount, largest_30d if largest_30d is not None else 0.0)
+    hours_active = min(max(age_days * 24.0, 1.0), SLOTS_1D * 24.0)
+    to_usual = c1h * hours_active / c30 if c30 > 0 else NAN
+    angle = (local_s % 86_400) * _RADIANS_PER_S
+    cos_t, sin_t = math.cos(angle), math.sin(angle)
+    clock = st.clock
+    unusual = 1.0 - (cos_t * clock[1] + sin_t * clock[2]) / clock[0] if clock else NAN
+    type_entry: list[float] | None = None
+    if type_code >= 0:
+        for entry_t in st.types:
+            if entry_t[0] == type_code:
+                type_entry = entry_t
+                break
+    to_type_mean = _ratio(amount, type_entry[2]) if type_entry is not None else NAN
 
     features = [
         amount,
@@ -291,6 +365,14 @@ def update_account(
         to_balance,
         float(type_code) if type_code >= 0 else NAN,
         *risk_features(cp_risk if tx.counterparty_id is not None else None, ts),
+        _ratio(amount, s24 / c24) if c24 > 0 else NAN,
+        _ratio(amount, s7 / c7) if c7 > 0 else NAN,
+        _ratio(amount, s30 / c30) if c30 > 0 else NAN,
+        to_max,
+        cp_days,
+        to_usual,
+        unusual,
+        to_type_mean,
     ]
 
     h = tx.id_hash
@@ -311,14 +393,30 @@ def update_account(
     add(st.b5m, d5, (1, amount), SLOTS_5M)
     add(st.b1h, dh, (1, amount), SLOTS_1H)
     add(st.b1d, dd, (1, amount), SLOTS_1D)
+    add(st.dmax, dd, (amount,), SLOTS_1D, peak=True)
+    if clock:
+        clock[0] += 1
+        clock[1] = round(clock[1] + cos_t, CLOCK_DECIMALS)
+        clock[2] = round(clock[2] + sin_t, CLOCK_DECIMALS)
+    else:
+        st.clock = [1, round(cos_t, CLOCK_DECIMALS), round(sin_t, CLOCK_DECIMALS)]
+    if type_code >= 0:
+        if type_entry is None:
+            st.types.append([type_code, 1, amount])
+        else:
+            type_entry[1] += 1
+            type_entry[2] += (amount - type_entry[2]) / type_entry[1]
     if cp_key >= 0:
         if new_cp == 0.0:
-            for pair in st.cps:
-                if pair[0] == cp_key:
-                    pair[1] = max(pair[1], ts)
+            for entry in st.cps:
+                if entry[0] == cp_key:
+                    last = entry[1]
+                    first = min(last - entry[2], ts)
+                    entry[1] = max(last, ts)
+                    entry[2] = entry[1] - first
                     break
         else:
-            st.cps.append([cp_key, ts])
+            st.cps.append([cp_key, ts, 0])
             if len(st.cps) > MAX_COUNTERPARTIES:
                 oldest = min(range(len(st.cps)), key=lambda i: st.cps[i][1])
                 del st.cps[oldest]

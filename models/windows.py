@@ -18,10 +18,14 @@ from typing import TypeVar
 N = TypeVar("N", int, float)
 
 
-def add(buckets: list[list[N]], idx: int, values: Sequence[N], slots: int) -> None:
+def add(
+    buckets: list[list[N]], idx: int, values: Sequence[N], slots: int, *, peak: bool = False
+) -> None:
     """Add ``values`` to bucket ``idx`` and drop the buckets that left the window.
 
-    A bucket older than the whole window of the newest one is not kept (nothing to add to).
+    With ``peak`` the bucket keeps the largest of each value instead of the sum (a running
+    maximum per bucket, read with :func:`largest`). A bucket older than the whole window of
+    the newest one is not kept (nothing to add to).
     """
     pos = len(buckets)
     while pos > 0 and buckets[pos - 1][0] > idx:
@@ -29,7 +33,10 @@ def add(buckets: list[list[N]], idx: int, values: Sequence[N], slots: int) -> No
     if pos > 0 and buckets[pos - 1][0] == idx:
         b = buckets[pos - 1]
         for k, v in enumerate(values, start=1):
-            b[k] += v
+            if not peak:
+                b[k] += v
+            elif v > b[k]:
+                b[k] = v
     else:
         head = buckets[-1][0] if buckets else idx
         if idx <= head - slots:
@@ -70,4 +77,16 @@ def sums(
             if lo < b[0] <= idx:
                 for k in range(width):
                     out[k] += b[k + 1]
+    return out
+
+
+def largest(buckets: Sequence[Sequence[float]], idx: int, slots: int) -> float | None:
+    """Return the largest first value of the buckets in ``(idx - slots, idx]`` (None: none)."""
+    out: float | None = None
+    lo = idx - slots
+    for b in reversed(buckets):
+        if b[0] <= lo:
+            break
+        if b[0] <= idx and (out is None or b[1] > out):
+            out = b[1]
     return out

@@ -28,6 +28,7 @@ from models.features import (
     SLOTS_1D,
     SLOTS_1H,
     SLOTS_5M,
+    TYPE_CODES,
     AccountState,
     features_dict,
     is_replay,
@@ -435,8 +436,11 @@ def test_state_stays_bounded_and_windows_match_brute_force() -> None:
 
     state = AccountState()
     max_size = 0
+    exact_cos = exact_sin = 0.0  # the clock sums without the state's rounding
     for i, (ts, amount) in enumerate(zip(times, amounts, strict=True)):
-        t = tx(f"tx-{i}", ts, amount, f"cp-{rng.randrange(500)}")
+        kind = rng.choice([*TYPE_CODES, None])
+        extra = {"type": kind} if kind is not None else {}
+        t = tx(f"tx-{i}", ts, amount, f"cp-{rng.randrange(500)}", **extra)
         values, state = update_account(state, t)
         f = named(values)
         for name, idx, slots in (
@@ -454,6 +458,19 @@ def test_state_stays_bounded_and_windows_match_brute_force() -> None:
         assert len(state.b1d) <= SLOTS_1D
         assert len(state.cps) <= MAX_COUNTERPARTIES
         assert len(state.seen) <= SEEN_TX
+        assert len(state.dmax) <= SLOTS_1D
+        assert len(state.clock) == 3
+        assert len(state.types) <= len(TYPE_CODES)
+        lo = bisect.bisect_right(idxd, idxd[i] - SLOTS_1D, 0, i)
+        peak = max(amounts[lo:i], default=0.0)
+        expected_to_max = amount / peak if peak > 0 else NAN
+        assert same(f["amount_to_max_30d"], expected_to_max), i
+        angle = 2 * math.pi * (ts // 1000 % 86_400) / 86_400
+        if i:
+            exact = 1 - (math.cos(angle) * exact_cos + math.sin(angle) * exact_sin) / i
+            assert f["hour_unusual"] == pytest.approx(exact, abs=0.002), i
+        exact_cos += math.cos(angle)
+        exact_sin += math.sin(angle)
         max_size = max(max_size, len(state.to_bytes()))
 
     assert state.n == 5000
@@ -589,3 +606,172 @@ def test_capped_ratios_keep_missing_as_nan_and_small_values_exact() -> None:
     assert rows[1]["amount_to_mean"] == 0.5
     assert rows[1]["amount_to_balance"] == 0.25
     assert rows[1]["balance_drain_ratio"] == 0.25
+
+
+# -- account-relative features (format 5) ----------------------------------------------------
+
+RELATIVE = [
+    tx("r1", "2024-03-04T10:00:00Z", 100, "m1", type="CARD"),
+    tx("r2", "2024-03-04T16:00:00Z", 300, "m2", type="CARD"),
+    tx("r3", "2024-03-05T10:00:00Z", 50, "m1", type="TRANSFER"),
+    tx("r4", "2024-03-05T10:30:00Z", 600, "m1", type="CARD"),
+    tx("r5", "2024-03-05T11:00:00Z", 5),
+]
+
+
+def _unusual(at_h: float, past_h: list[float]) -> float:
+    """Mean ``1 - cos`` of the time-of-day angles between ``at_h`` and each of ``past_h``."""
+    return sum(1 - math.cos(2 * math.pi * (at_h - h) / 24) for h in past_h) / len(past_h)
+
+
+RELATIVE_EXPECTED: list[dict[str, float]] = [
+    # r1: no history: every ratio is missing; m1 is new (0 days known).
+    {
+        "amount_to_avg_24h": NAN, "amount_to_avg_7d": NAN, "amount_to_avg_30d": NAN,
+        "amount_to_max_30d": NAN, "days_since_first_cp": 0, "count_1h_to_usual": NAN,
+        "hour_unusual": NAN, "amount_to_type_mean": NAN,
+    },
+    # r2, same day 16:00: every window holds r1 (100); nothing in the last hour against one
+    # transaction in 30 days; six hours from r1 is a quarter turn: 1 - cos(pi/2) = 1.
+    {
+        "amount_to_avg_24h": 3, "amount_to_avg_7d": 3, "amount_to_avg_30d": 3,
+        "amount_to_max_30d": 3, "days_since_first_cp": 0, "count_1h_to_usual": 0,
+        "hour_unusual": 1, "amount_to_type_mean": 3,
+    },
+    # r3 on 03-05 10:00: 24 h = hours 03-04 11h..03-05 10h -> r2 only (300); 7/30 d -> r1, r2
+    # (mean 200, largest 300). m1 first paid a day ago. Same time as r1 (0), 6 h from r2 (1).
+    # First TRANSFER: no mean of its type yet.
+    {
+        "amount_to_avg_24h": 50 / 300, "amount_to_avg_7d": 0.25, "amount_to_avg_30d": 0.25,
+        "amount_to_max_30d": 50 / 300, "days_since_first_cp": 1, "count_1h_to_usual": 0,
+        "hour_unusual": 0.5, "amount_to_type_mean": NAN,
+    },
+    # r4 at 10:30: 24 h -> r2, r3 (mean 175); 7 d -> r1..r3 (mean 150, largest 300). One in
+    # the last hour (r3) against 3 in 30 days over 24.5 active hours. CARD mean (100+300)/2.
+    {
+        "amount_to_avg_24h": 600 / 175, "amount_to_avg_7d": 4, "amount_to_avg_30d": 4,
+        "amount_to_max_30d": 2, "days_since_first_cp": 24.5 / 24,
+        "count_1h_to_usual": 1 * 24.5 / 3,
+        "hour_unusual": _unusual(10.5, [10, 16, 10]), "amount_to_type_mean": 3,
+    },
+    # r5 at 11:00, no counterparty, no type: the 1 h window (10:05..11:00 buckets) holds r4
+    # only (r3 at 10:00 left it), 4 in 30 days over 25 hours; largest so far 600.
+    {
+        "amount_to_avg_24h": 5 / (950 / 3), "amount_to_avg_7d": 5 / 262.5,
+        "amount_to_max_30d": 5 / 600, "days_since_first_cp": NAN,
+        "count_1h_to_usual": 1 * 25 / 4,
+        "hour_unusual": _unusual(11, [10, 16, 10, 10.5]), "amount_to_type_mean": NAN,
+    },
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("step", range(len(RELATIVE)), ids=[t.tx_id for t in RELATIVE])
+def test_account_relative_features_worked_by_hand(step: int) -> None:
+    features, _ = apply_all(RELATIVE[: step + 1])
+    expected = dict(RELATIVE_EXPECTED[step])
+    # The clock sums are stored to 3 decimals, so hour_unusual is within a few thousandths.
+    unusual = expected.pop("hour_unusual")
+    check(features[step], expected)
+    if math.isnan(unusual):
+        assert math.isnan(features[step]["hour_unusual"])
+    else:
+        assert features[step]["hour_unusual"] == pytest.approx(unusual, abs=0.002)
+
+
+def test_new_feature_names_are_appended_after_the_format_4_ones() -> None:
+    assert FEATURE_NAMES[:31][-1] == "cp_frauds_30d"
+    assert FEATURE_NAMES[31:] == (
+        "amount_to_avg_24h",
+        "amount_to_avg_7d",
+        "amount_to_avg_30d",
+        "amount_to_max_30d",
+        "days_since_first_cp",
+        "count_1h_to_usual",
+        "hour_unusual",
+        "amount_to_type_mean",
+    )
+
+
+def test_a_replayed_transaction_moves_no_account_relative_history() -> None:
+    _, state = apply_all(RELATIVE[:4])
+    snapshot = (state.dmax, state.clock, state.types, state.cps)
+    before = json.dumps(snapshot)
+    values, state = update_account(state, RELATIVE[3])
+    assert json.dumps((state.dmax, state.clock, state.types, state.cps)) == before
+    # Scored again against the state that already holds it: r4 is its own 30-day peak.
+    assert named(values)["amount_to_max_30d"] == 1.0
+
+
+def test_first_seen_of_a_counterparty_goes_back_for_a_late_event() -> None:
+    _, state = apply_all(
+        [tx("a", "2024-03-10T12:00:00Z", 1, "m"), tx("b", "2024-03-08T12:00:00Z", 1, "m")]
+    )
+    # Stored as last seen and how long it had been known by then (2 days), not as two times.
+    assert [entry[1:] for entry in state.cps] == [[ms("2024-03-10T12:00:00+00:00"), 2 * 86_400_000]]
+    features, _ = apply_all([tx("c", "2024-03-11T12:00:00Z", 1, "m")], state)
+    assert features[0]["days_since_first_cp"] == 3.0
+
+
+def test_account_takeover_drain_stands_out_against_the_accounts_own_history() -> None:
+    """Issue 15: twenty days of small card payments, then the whole balance to a new payee."""
+    rng = random.Random(15)
+    start = ms("2024-03-01T00:00:00+00:00")
+    balance = 11_000.0
+    history = []
+    for day in range(20):
+        for k in range(2):
+            amount = round(rng.uniform(15, 80), 2)
+            at = start + day * BUCKET_1D_MS + (9 + 8 * k) * BUCKET_1H_MS + rng.randrange(3600_000)
+            history.append(
+                tx(f"h{day}-{k}", at, amount, f"shop-{rng.randrange(6)}", type="CARD",
+                   balance_before=balance, balance_after=balance - amount)
+            )  # fmt: skip
+            balance -= amount
+    _, state = apply_all(history)
+    balance = 9_800.0
+    drain = tx(
+        "drain",
+        start + 20 * BUCKET_1D_MS + 3 * BUCKET_1H_MS,
+        balance,
+        "payee-never-seen",
+        type="TRANSFER",
+        balance_before=balance,
+        balance_after=0.0,
+    )
+    features, _ = apply_all([drain], state)
+    f = features[0]
+    assert f["amount_to_avg_30d"] > 100  # its payments averaged under 80
+    assert f["amount_to_avg_7d"] > 100
+    assert f["amount_to_max_30d"] > 100
+    assert f["amount_to_balance"] == 1.0
+    assert f["balance_drain_ratio"] == 1.0
+    assert f["new_counterparty"] == 1.0
+    assert f["days_since_first_cp"] == 0.0
+    assert math.isnan(f["amount_to_type_mean"])  # its first transfer ever
+    assert f["hour_unusual"] > 1.0  # 03:00, far from its 09:00-18:00 habit
+
+
+def _as_format(state: AccountState, fmt: int) -> bytes:
+    """Return ``state`` as an older format wrote it: counterparty pairs, no new histories."""
+    v = json.loads(state.to_bytes())
+    v[0] = fmt
+    v[9] = [entry[:2] for entry in v[9]]  # counterparties
+    return json.dumps(v[:15] if fmt == 4 else v[:14]).encode()
+
+
+@pytest.mark.parametrize("fmt", [3, 4])
+def test_an_older_state_reads_with_empty_account_relative_histories(fmt: int) -> None:
+    _, state = apply_all(SEQUENCE)
+    old = AccountState.from_bytes(_as_format(state, fmt))
+    assert (old.dmax, old.clock, old.types) == ([], [], [])
+    assert (old.n, old.mean, old.b1d, old.seen) == (state.n, state.mean, state.b1d, state.seen)
+    # A known counterparty counts as first seen when it was last seen.
+    assert old.cps == [[key, last, 0] for key, last, _ in state.cps]
+    assert old.offsets == {}
+    features, new = apply_all([tx("h", "2024-03-12T10:00:00Z", 40, "m1", type="CARD")], old)
+    f = features[0]
+    check(f, {"count_30d": 7, "new_counterparty": 0, "amount_to_max_30d": NAN})
+    assert f["days_since_first_cp"] > 0  # m1 last seen 03-04 10:58
+    assert math.isnan(f["hour_unusual"])
+    assert json.loads(new.to_bytes())[0] == 5
+    assert AccountState.from_bytes(new.to_bytes()) == new

@@ -10,7 +10,9 @@ from models.transaction import Transaction, transaction_from_dict
 
 #: 2024-03-01T00:00:00Z.
 DAY0 = 1_709_251_200_000
-CP = slice(N_FEATURES - 4, N_FEATURES)
+#: The four risk features sit together; the account-relative features come after them.
+_CP0 = FEATURE_NAMES.index(RISK_FEATURE_NAMES[0])
+CP = slice(_CP0, _CP0 + 4)
 
 
 def at(day: int, hour: int = 12) -> int:
@@ -33,7 +35,7 @@ def risk_of(labels: list[tuple[str, bool, int]]) -> CounterpartyRisk:
     return risk
 
 
-def test_feature_names_end_with_the_four_counterparty_features() -> None:
+def test_feature_names_hold_the_four_counterparty_features_together() -> None:
     assert FEATURE_NAMES[CP] == RISK_FEATURE_NAMES
     assert RISK_FEATURE_NAMES == (
         "cp_fraud_rate_1d",
@@ -107,6 +109,9 @@ def test_counterparty_features_do_not_change_the_velocity_features() -> None:
     risk = risk_of([("a", True, at(0, 1))])
     with_risk, _ = update_account(None, tx("t", at(0, 5)), risk)
     without, _ = update_account(None, tx("t", at(0, 5)), None)
-    head = slice(0, N_FEATURES - 4)
-    assert [v for v in with_risk[head] if v == v] == [v for v in without[head] if v == v]
-    assert [math.isnan(v) for v in with_risk[head]] == [math.isnan(v) for v in without[head]]
+    rest = [i for i in range(N_FEATURES) if not CP.start <= i < CP.stop]
+    assert len(rest) == N_FEATURES - 4
+    assert [with_risk[i] for i in rest if with_risk[i] == with_risk[i]] == [
+        without[i] for i in rest if without[i] == without[i]
+    ]
+    assert [math.isnan(with_risk[i]) for i in rest] == [math.isnan(without[i]) for i in rest]

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from models.windows import add, sums
+from models.windows import add, largest, sums
 
 
 def test_events_of_one_bucket_add_up_in_it() -> None:
@@ -78,3 +78,37 @@ def test_matches_a_brute_force_window_over_random_event_times(seed: int) -> None
             expected = [float(len(kept)), sum(a for _, a in kept)]
             assert sums(buckets, end, slots, 2) == expected
             assert sums(buckets, end, slots, 2, newest_first=False) == expected
+
+
+def test_a_peak_bucket_keeps_the_largest_value_and_largest_reads_the_window() -> None:
+    buckets: list[list[float]] = []
+    add(buckets, 10, (40.0,), 3, peak=True)
+    add(buckets, 10, (25.0,), 3, peak=True)  # smaller: the bucket keeps 40
+    add(buckets, 11, (7.0,), 3, peak=True)
+    add(buckets, 12, (90.0,), 3, peak=True)
+    assert buckets == [[10, 40.0], [11, 7.0], [12, 90.0]]
+    assert largest(buckets, 11, 3) == 40.0  # (8, 11]: the later 90 is not seen
+    assert largest(buckets, 12, 3) == 90.0
+    assert largest(buckets, 14, 3) == 90.0  # (11, 14]: only bucket 12 is left
+    assert largest(buckets, 15, 3) is None
+    assert largest([], 12, 3) is None
+    add(buckets, 13, (1.0,), 3, peak=True)  # window (10, 13]: bucket 10 leaves
+    assert [b[0] for b in buckets] == [11, 12, 13]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_largest_matches_a_brute_force_window_over_random_event_times(seed: int) -> None:
+    rng = random.Random(seed)
+    slots = rng.randint(1, 12)
+    buckets: list[list[float]] = []
+    events: list[tuple[int, float]] = []
+    for _ in range(200):
+        idx = rng.randint(0, 60)
+        amount = float(rng.randint(1, 500))
+        add(buckets, idx, (amount,), slots, peak=True)
+        events.append((idx, amount))
+        newest = max(i for i, _ in events)
+        assert len(buckets) <= slots
+        for end in (idx, newest, rng.randint(0, 60)):
+            kept = [a for i, a in events if end - slots < i <= end and i > newest - slots]
+            assert largest(buckets, end, slots) == (max(kept) if kept else None)

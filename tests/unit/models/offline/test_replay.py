@@ -5,14 +5,21 @@ from __future__ import annotations
 import math
 import random
 
-from models.counterparty_risk import DAY_MS, CounterpartyRisk, apply_label, risk_features
-from models.features import N_FEATURES, AccountState, update_account
+from models.counterparty_risk import (
+    DAY_MS,
+    RISK_FEATURE_NAMES,
+    CounterpartyRisk,
+    apply_label,
+    risk_features,
+)
+from models.features import FEATURE_NAMES, AccountState, update_account
 from models.offline.replay import DEFAULT_LABEL_DELAY_DAYS, LabelEvent, Replayer
 from models.transaction import Transaction, transaction_from_dict
 
 DAY0 = 1_709_251_200_000  # 2024-03-01T00:00:00Z
 HOUR = 3_600_000
-CP = slice(N_FEATURES - 4, N_FEATURES)
+_CP0 = FEATURE_NAMES.index(RISK_FEATURE_NAMES[0])
+CP = slice(_CP0, _CP0 + 4)
 
 
 def tx(
