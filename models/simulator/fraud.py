@@ -20,6 +20,7 @@ import numpy as np
 from models.simulator.catalog import (
     _CARD_PAYMENT_SHARE,
     _N_MULES,
+    _NIGHT_MEAN,
     _NIGHT_WEIGHT,
     COUNTRIES,
     DAY_MS,
@@ -27,9 +28,12 @@ from models.simulator.catalog import (
     INFLATED_DAYS,
     MINUTE_MS,
 )
-from models.simulator.hashing import _mix64_int, _skewed
-from models.simulator.labelled import _Step
+from models.simulator.hashing import _F_DEVICE, _mix64_int, _skewed
+from models.simulator.labelled import _device_id, _Step
 from models.simulator.population import Population
+
+#: Share of account takeovers made from the owner's own device and country, at any hour.
+OWN_DEVICE_TAKEOVER_SHARE = 0.35
 
 #: The large purchase that ends a card test is at least this much (cents).
 _LARGE_PURCHASE_MIN = 15_000.0
@@ -83,9 +87,14 @@ class FraudScenarios(Population):
         if pattern == "card_testing":
             steps = self._card_testing(t0, int(self._draw_accounts(1, population)[0]), sid)
         elif pattern == "account_takeover":
-            if rng.random() >= _NIGHT_WEIGHT[(t0 % DAY_MS) // HOUR_MS]:
-                return  # takeovers happen mostly at night: thin the daytime candidates
-            steps = self._account_takeover(t0, population, sid)
+            # A takeover from the owner's own device (remote access, or the owner talked into
+            # paying a "safe account") comes at any hour; one from a stolen login mostly at
+            # night. Both are thinned to the same mean rate, so the pattern's share holds.
+            own_device = rng.random() < OWN_DEVICE_TAKEOVER_SHARE
+            keep = _NIGHT_MEAN if own_device else _NIGHT_WEIGHT[(t0 % DAY_MS) // HOUR_MS]
+            if rng.random() >= keep:
+                return
+            steps = self._account_takeover(t0, population, sid, own_device)
         elif pattern == "inflated_amounts":
             self._compromise_card(t0, population)
         else:
@@ -153,12 +162,16 @@ class FraudScenarios(Population):
         )
         return steps
 
-    def _account_takeover(self, t0: int, population: int, sid: int) -> list[tuple[int, _Step]]:
-        """New device, at an hour the owner is asleep, draining the balance to a new payee.
+    def _account_takeover(
+        self, t0: int, population: int, sid: int, own_device: bool = False
+    ) -> list[tuple[int, _Step]]:
+        """The balance drained to a new payee: from a new device at night, or the owner's own.
 
         The victim is a regular account (one with a history to betray it); the money goes by
         TRANSFER to a mule account it has never paid: most or all of ``balance_before``,
-        sometimes in two transfers, sometimes after a small probe to the same mule.
+        sometimes in two transfers, sometimes after a small probe to the same mule. With
+        ``own_device`` the transfers come from the account's usual device and country (remote
+        access, or the owner deceived into paying), so only the drain itself betrays them.
         """
         rng = self.rng
         # The victim: of a few regular accounts, the one least active at this hour.
@@ -168,8 +181,13 @@ class FraudScenarios(Population):
         k = int(np.argmin(self._activity(p, hour)))
         account = int(cands[k])
         home = COUNTRIES[int(p.country[k])]
-        device = f"dev-x{_mix64_int(self.seed * 2_000_003 + sid) & 0xFFFFFFFFFF:010x}"
-        country = self._foreign_country(home, 0.5)
+        if own_device:
+            # The stream's own device id of the account (see ``Stream``: bits >> 16).
+            device = _device_id(int(self._h.bits(p.idx[k : k + 1], _F_DEVICE)[0]) >> 16)
+            country = home
+        else:
+            device = f"dev-x{_mix64_int(self.seed * 2_000_003 + sid) & 0xFFFFFFFFFF:010x}"
+            country = self._foreign_country(home, 0.5)
         mule = f"cp-new-{int(rng.integers(0, _N_MULES)):05d}"
         channel = "web" if rng.random() < 0.6 else "mobile"
         steps: list[tuple[int, _Step]] = []

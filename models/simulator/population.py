@@ -123,7 +123,7 @@ class Population:
             "active_spread_hours": float(p.spread[0]),
             "country": country,
             "currency": CURRENCY_OF[country],
-            "device_id": _device_id(int(self._h.bits(idx, _F_DEVICE)[0])),
+            "device_id": _device_id(int(self._h.bits(idx, _F_DEVICE)[0]) >> 16),
             "usual_merchants": merchants,
         }
 

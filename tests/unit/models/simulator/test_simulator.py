@@ -186,32 +186,47 @@ def test_card_testing_is_a_burst_of_small_amounts(
     assert {r.tx["account_id"] for r in bigger} == tested
 
 
-def test_account_takeover_drains_the_balance_to_a_new_payee_at_night(
+def test_account_takeover_drains_the_balance_to_a_new_payee(
     history: list[SimulatedTx], profiles: Simulator
 ) -> None:
     ato = [r for r in history if r.pattern == "account_takeover"]
     assert len(ato) > 20
     seen_cps: dict[str, set[str]] = defaultdict(set)
+    own_devices: dict[str, set[str]] = defaultdict(set)
     last_by_account: dict[str, SimulatedTx] = {}
+    own, stolen = [], []
     for rec in history:
         tx = rec.tx
         if rec.pattern == "account_takeover":
-            # A transfer to a mule the owner never paid, from a device it never used.
+            # A transfer to a mule the owner never paid.
             assert tx["counterparty_id"] not in seen_cps[tx["account_id"]]
             assert tx["counterparty_id"].startswith("cp-new-")
             assert tx["type"] == "TRANSFER"
-            assert tx["device_id"] != profiles.profile(account_index(rec))["device_id"]
             assert account_index(rec) < 2000  # a regular account, with a history
+            # From the owner's own device (the one its profile and its payments name), or
+            # from one it never used.
+            if tx["device_id"] == profiles.profile(account_index(rec))["device_id"]:
+                own.append(rec)
+            else:
+                assert tx["device_id"] not in own_devices[tx["account_id"]]
+                stolen.append(rec)
             last_by_account[tx["account_id"]] = rec
-        elif "counterparty_id" in tx:
-            seen_cps[tx["account_id"]].add(tx["counterparty_id"])
+        else:
+            if "counterparty_id" in tx:
+                seen_cps[tx["account_id"]].add(tx["counterparty_id"])
+            if "device_id" in tx and rec.pattern == "legit":
+                own_devices[tx["account_id"]].add(tx["device_id"])
+                assert tx["device_id"] == profiles.profile(account_index(rec))["device_id"]
     # The last step of each takeover moves (nearly) all of the balance: 95-100 %.
     for rec in last_by_account.values():
         tx = rec.tx
         assert tx["amount"] >= 0.95 * tx["balance_before"] - 0.01
         assert tx["balance_after"] == pytest.approx(tx["balance_before"] - tx["amount"], abs=0.006)
-    night = sum(1 for r in ato if (r.tx["ts"] // HOUR_MS) % 24 < 6)
-    assert night / len(ato) > 0.6
+    # About a third come from the owner's own device, at any hour; a stolen login mostly
+    # at night.
+    assert 0.15 < len(own) / len(ato) < 0.6
+    night = sum(1 for r in stolen if (r.tx["ts"] // HOUR_MS) % 24 < 6)
+    assert night / len(stolen) > 0.6
 
 
 def test_inflated_amounts_are_a_third_of_a_cards_payments_for_a_fortnight(
