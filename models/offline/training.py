@@ -417,8 +417,9 @@ def train_model(
     ``params`` override :data:`DEFAULT_PARAMS` (``models/offline/hyperparams.py``; what
     ``--tune`` chose); ``num_boost_round`` and ``early_stopping_rounds`` override those two
     again (quick tests).
-    The version is ``version_prefix`` plus a hash of the data and the parameters, so the
-    same data trained the same way always gets the same name.
+    The version is ``version_prefix`` plus a hash of the data, the parameters and the
+    feature names, so the same data trained the same way always gets the same name, and a
+    model of other features never takes an older model's name.
     """
     started = time.perf_counter()
     if split is None:
@@ -521,7 +522,9 @@ def train_model(
         "target_precision": targets,
     }
     digest = hashlib.sha256(
-        dataset.data_hash.encode() + orjson.dumps(stored_params, option=orjson.OPT_SORT_KEYS)
+        dataset.data_hash.encode()
+        + orjson.dumps(stored_params, option=orjson.OPT_SORT_KEYS)
+        + orjson.dumps(FEATURE_NAMES)
     ).hexdigest()
     if serving is not None:
         metrics["serving_sample"] = {
