@@ -32,8 +32,10 @@ from models.simulator.hashing import _F_DEVICE, _mix64_int, _skewed
 from models.simulator.labelled import _device_id, _Step
 from models.simulator.population import Population
 
-#: Share of account takeovers made from the owner's own device and country, at any hour.
-OWN_DEVICE_TAKEOVER_SHARE = 0.35
+#: How account takeovers reach the account: the owner's own device and country (remote
+#: access, an owner deceived into paying), the phone (a caller passing the security
+#: questions: no device), or a stolen login from a new device. The first two at any hour.
+TAKEOVER_ACCESS: dict[str, float] = {"own_device": 0.35, "phone": 0.15, "new_device": 0.50}
 
 #: The large purchase that ends a card test is at least this much (cents).
 _LARGE_PURCHASE_MIN = 15_000.0
@@ -87,14 +89,21 @@ class FraudScenarios(Population):
         if pattern == "card_testing":
             steps = self._card_testing(t0, int(self._draw_accounts(1, population)[0]), sid)
         elif pattern == "account_takeover":
-            # A takeover from the owner's own device (remote access, or the owner talked into
-            # paying a "safe account") comes at any hour; one from a stolen login mostly at
-            # night. Both are thinned to the same mean rate, so the pattern's share holds.
-            own_device = rng.random() < OWN_DEVICE_TAKEOVER_SHARE
-            keep = _NIGHT_MEAN if own_device else _NIGHT_WEIGHT[(t0 % DAY_MS) // HOUR_MS]
+            # From the owner's own device or by phone a takeover comes at any hour; from a
+            # stolen login mostly at night. All are thinned to the same mean rate, so the
+            # pattern's share holds.
+            u = rng.random()
+            if u < TAKEOVER_ACCESS["own_device"]:
+                access = "own_device"
+            elif u < TAKEOVER_ACCESS["own_device"] + TAKEOVER_ACCESS["phone"]:
+                access = "phone"
+            else:
+                access = "new_device"
+            night = access == "new_device"
+            keep = _NIGHT_WEIGHT[(t0 % DAY_MS) // HOUR_MS] if night else _NIGHT_MEAN
             if rng.random() >= keep:
                 return
-            steps = self._account_takeover(t0, population, sid, own_device)
+            steps = self._account_takeover(t0, population, sid, access)
         elif pattern == "inflated_amounts":
             self._compromise_card(t0, population)
         else:
@@ -163,25 +172,30 @@ class FraudScenarios(Population):
         return steps
 
     def _account_takeover(
-        self, t0: int, population: int, sid: int, own_device: bool = False
+        self, t0: int, population: int, sid: int, access: str = "new_device"
     ) -> list[tuple[int, _Step]]:
         """The balance drained to a new payee: from a new device at night, or the owner's own.
 
         The victim is a regular account (one with a history to betray it); the money goes by
         TRANSFER to a mule account it has never paid: most or all of ``balance_before``,
-        sometimes in two transfers, sometimes after a small probe to the same mule. With
-        ``own_device`` the transfers come from the account's usual device and country (remote
-        access, or the owner deceived into paying), so only the drain itself betrays them.
+        sometimes in two transfers, sometimes after a small probe to the same mule. ``access``
+        is one of :data:`TAKEOVER_ACCESS`: from the account's usual device and country, or by
+        phone (no device), only the drain itself betrays the transfers.
         """
         rng = self.rng
-        # The victim: of a few regular accounts, the one least active at this hour.
+        # The victim: of a few regular accounts, the one least active at this hour when a
+        # stolen login waits for the owner to sleep; any of them otherwise.
         cands = rng.integers(0, population, 8, dtype=np.int64)
         p = self._profiles(cands)
         hour = np.full(cands.shape, (t0 % DAY_MS) / HOUR_MS)
-        k = int(np.argmin(self._activity(p, hour)))
+        k = int(np.argmin(self._activity(p, hour))) if access == "new_device" else 0
         account = int(cands[k])
         home = COUNTRIES[int(p.country[k])]
-        if own_device:
+        channel = "web" if rng.random() < 0.6 else "mobile"
+        device: str | None
+        if access == "phone":
+            device, country, channel = None, home, "phone"
+        elif access == "own_device":
             # The stream's own device id of the account (see ``Stream``: bits >> 16).
             device = _device_id(int(self._h.bits(p.idx[k : k + 1], _F_DEVICE)[0]) >> 16)
             country = home
@@ -189,7 +203,6 @@ class FraudScenarios(Population):
             device = f"dev-x{_mix64_int(self.seed * 2_000_003 + sid) & 0xFFFFFFFFFF:010x}"
             country = self._foreign_country(home, 0.5)
         mule = f"cp-new-{int(rng.integers(0, _N_MULES)):05d}"
-        channel = "web" if rng.random() < 0.6 else "mobile"
         steps: list[tuple[int, _Step]] = []
         when = t0
 

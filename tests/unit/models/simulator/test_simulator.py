@@ -194,7 +194,9 @@ def test_account_takeover_drains_the_balance_to_a_new_payee(
     seen_cps: dict[str, set[str]] = defaultdict(set)
     own_devices: dict[str, set[str]] = defaultdict(set)
     last_by_account: dict[str, SimulatedTx] = {}
-    own, stolen = [], []
+    own: list[SimulatedTx] = []
+    phoned: list[SimulatedTx] = []
+    stolen: list[SimulatedTx] = []
     for rec in history:
         tx = rec.tx
         if rec.pattern == "account_takeover":
@@ -203,9 +205,12 @@ def test_account_takeover_drains_the_balance_to_a_new_payee(
             assert tx["counterparty_id"].startswith("cp-new-")
             assert tx["type"] == "TRANSFER"
             assert account_index(rec) < 2000  # a regular account, with a history
-            # From the owner's own device (the one its profile and its payments name), or
-            # from one it never used.
-            if tx["device_id"] == profiles.profile(account_index(rec))["device_id"]:
+            # From the owner's own device (the one its profile and its payments name), by
+            # phone (no device), or from one it never used.
+            if "device_id" not in tx:
+                assert tx["channel"] == "phone"
+                phoned.append(rec)
+            elif tx["device_id"] == profiles.profile(account_index(rec))["device_id"]:
                 own.append(rec)
             else:
                 assert tx["device_id"] not in own_devices[tx["account_id"]]
@@ -222,9 +227,10 @@ def test_account_takeover_drains_the_balance_to_a_new_payee(
         tx = rec.tx
         assert tx["amount"] >= 0.95 * tx["balance_before"] - 0.01
         assert tx["balance_after"] == pytest.approx(tx["balance_before"] - tx["amount"], abs=0.006)
-    # About a third come from the owner's own device, at any hour; a stolen login mostly
-    # at night.
+    # About a third come from the owner's own device and a seventh by phone, at any hour;
+    # a stolen login mostly at night.
     assert 0.15 < len(own) / len(ato) < 0.6
+    assert 0.03 < len(phoned) / len(ato) < 0.35
     night = sum(1 for r in stolen if (r.tx["ts"] // HOUR_MS) % 24 < 6)
     assert night / len(stolen) > 0.6
 
