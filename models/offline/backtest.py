@@ -274,12 +274,14 @@ def train_on_records(
     seed: int = 7,
     nthread: int = 2,
     tune: TuneConfig | None = None,
+    params: Mapping[str, Any] | None = None,
     say: Progress = _noop,
 ) -> tuple[ModelArtifact, Backtest]:
     """Train on a labelled file's period, save the artifact and report its validation.
 
     With ``tune``, the hyperparameters are searched on time folds of the training period
-    first (the validation period stays unseen) and every trial goes into the report.
+    first (the validation period stays unseen) and every trial goes into the report;
+    otherwise ``params`` (over ``DEFAULT_PARAMS``) are used.
     """
     dataset, _ = replay_file(
         records, until_ms=until_ms, label_delay_days=label_delay_days, rules=None, say=say
@@ -300,7 +302,7 @@ def train_on_records(
     artifact = train_model(
         dataset,
         split=(train_rows, valid_rows),
-        params=tuning.chosen if tuning is not None else None,
+        params=tuning.chosen if tuning is not None else params,
         seed=seed,
         nthread=nthread,
         high_precision=t["HIGH"],

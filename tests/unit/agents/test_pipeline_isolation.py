@@ -215,13 +215,19 @@ def test_a_record_that_fails_to_serialise_keeps_the_other_rows_aligned(
     assert hit == ["ser"]
     assert scored_ids(sender) == ["plain", "alert"]
     topics = set(S.alert_topics().values())
-    (alert,) = [orjson.loads(r.value or b"") for r in sender.sent if r.topic in topics]
-    assert alert["tx_id"] == "alert"
+    alerts = {
+        doc["tx_id"]: doc
+        for doc in (orjson.loads(r.value or b"") for r in sender.sent if r.topic in topics)
+    }
+    # Whether the model alerts on "plain" is the small test model's business; the failed
+    # row's alert must be gone, and the next alerted row must carry its own decision.
+    assert "ser" not in alerts
+    alert = alerts["alert"]
     assert [r["rule_id"] for r in alert["rules"]] == ["round_amount"]  # its own decision
     forwarded = [
         orjson.loads(r.value or b"")["tx"]["tx_id"] for r in sender.to(S.topic_by_counterparty)
     ]
-    assert forwarded == ["alert"]
+    assert "ser" not in forwarded and "alert" in forwarded
     (headers,) = dead_letters(sender)
     assert headers["vigil.error"] == b"stage=serialise error=TypeError: cannot serialise"
 

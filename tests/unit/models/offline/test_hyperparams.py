@@ -17,8 +17,9 @@ def test_hyperparameters_resolve_over_the_defaults() -> None:
 
 
 def test_class_weight_power_sets_scale_pos_weight() -> None:
-    balanced = booster_params(resolve(None), negatives=990, positives=10, seed=1, nthread=1)
-    assert balanced["scale_pos_weight"] == pytest.approx(99.0)  # today's balanced weight
+    full = resolve({"class_weight_power": 1.0})
+    balanced = booster_params(full, negatives=990, positives=10, seed=1, nthread=1)
+    assert balanced["scale_pos_weight"] == pytest.approx(99.0)  # balanced classes
     assert "class_weight_power" not in balanced and "num_boost_round" not in balanced
     half = resolve({"class_weight_power": 0.5})
     assert booster_params(half, negatives=900, positives=9, seed=1, nthread=1)[
