@@ -10,9 +10,13 @@ not part of the search: its report stays an honest estimate of the chosen model.
 The objective of a fold is ``ap_weight * AP + (1 - ap_weight) * card precision@k``: average
 precision ranks every transaction (what the tiers are cut from), card precision@k counts
 what a team of analysts with ``k`` cards a day would find. Both are in [0, 1]; the default
-weighs them equally. A trial scores the mean over its folds; the best mean wins and ties go
-to the earlier trial. Trial 0 is always :data:`DEFAULT_PARAMS`, so a search never chooses
-worse than the defaults on the folds it measured.
+weighs them equally. A trial scores the mean over its folds. The choice follows the
+one-standard-error rule: of the trials whose mean is within one standard error of the
+best mean (the error of their fold-by-fold difference to the best), the smallest model
+wins (fewest leaves: rounds times 2^depth, which is what scoring and the SHAP reasons
+cost per transaction), then the higher mean, then the earlier trial. A difference the
+folds cannot tell from noise is not worth a slower worker. Trial 0 is always
+:data:`DEFAULT_PARAMS`.
 
 The trial list is drawn up front from ``seed``; a time budget only cuts it short, so a
 search by number of trials is deterministic for a seed.
@@ -326,6 +330,32 @@ def run_trial(
     return scores
 
 
+def model_size(trial: Trial) -> float:
+    """Return the trial's leaves per model at most: mean rounds over its folds x 2^depth."""
+    rounds = float(np.mean([f.rounds for f in trial.folds]))
+    return rounds * 2.0 ** int(trial.params["max_depth"])
+
+
+def within_one_se(trial: Trial, top: Trial) -> bool:
+    """Tell whether ``trial``'s mean is within one standard error of ``top``'s.
+
+    The error is that of the paired fold-by-fold difference; with one fold there is none,
+    and only an equal mean counts.
+    """
+    diffs = np.array(
+        [b.objective - a.objective for a, b in zip(trial.folds, top.folds, strict=True)]
+    )
+    se = float(diffs.std(ddof=1) / math.sqrt(diffs.size)) if diffs.size > 1 else 0.0
+    return float(diffs.mean()) <= se + 1e-12
+
+
+def choose(trials: Sequence[Trial]) -> int:
+    """Return the index of the chosen trial (the module doc: the one-standard-error rule)."""
+    top = trials[max(range(len(trials)), key=lambda i: (trials[i].objective, -i))]
+    tied = [i for i, t in enumerate(trials) if within_one_se(t, top)]
+    return min(tied, key=lambda i: (model_size(trials[i]), -trials[i].objective, i))
+
+
 def describe(params: Mapping[str, Any]) -> str:
     """Return a one-line summary of a hyperparameter set (progress lines)."""
     return (
@@ -386,7 +416,7 @@ def tune(
             f"{config.top_k} {np.mean([f.card_precision for f in fold_scores]):.4f}) with "
             f"{describe(params)} in {trial.seconds:.1f}s"
         )
-    best = max(range(len(trials)), key=lambda i: (trials[i].objective, -i))
+    best = choose(trials)
     return TuningResult(
         trials=tuple(trials),
         best=best,

@@ -25,7 +25,10 @@ from models.offline.tuning import (
     ETA_RANGE,
     MIN_ROUNDS_X_ETA,
     ROUNDS,
+    FoldScore,
+    Trial,
     TuneConfig,
+    choose,
     draw_trials,
     record_tuning,
     time_folds,
@@ -174,8 +177,7 @@ def test_the_best_trial_maximises_the_documented_objective(
             assert f.objective == pytest.approx(0.3 * f.average_precision + 0.7 * f.card_precision)
             assert 1 <= f.rounds <= QUICK["num_boost_round"]
         assert trial.objective == pytest.approx(np.mean([f.objective for f in trial.folds]))
-    objectives = [t.objective for t in result.trials]
-    assert result.best == int(np.argmax(objectives))
+    assert result.best == choose(result.trials)
     assert result.chosen == result.trials[result.best].params
     assert "0.3 x average precision + 0.7 x card precision@10" in result.as_dict()["objective"]
 
@@ -347,3 +349,21 @@ def test_train_default_tunes_and_reports(tmp_path: Path) -> None:
     assert load_artifact(tmp_path / "m.json").params["eta"] == chosen["eta"]
     doc = orjson.loads((tmp_path / "report" / "train-report.json").read_bytes())
     assert doc["figures"]["tuning"]["chosen_trial"] == artifact.params["tuning"]["chosen_trial"]
+
+
+def _trial(index: int, depth: int, rounds: int, objectives: list[float]) -> Trial:
+    folds = tuple(FoldScore(o, o, o, rounds) for o in objectives)
+    return Trial(index, {"max_depth": depth}, folds, 1.0)
+
+
+def test_the_choice_is_the_smallest_model_within_one_standard_error_of_the_best() -> None:
+    best = _trial(0, 8, 400, [0.70, 0.80, 0.75])
+    # 0.01 below on every fold: the folds agree it is worse (no spread, so no error).
+    worse = _trial(1, 3, 50, [0.69, 0.79, 0.74])
+    # 0.01 below on average, but a fold where it is better: within one standard error.
+    tied = _trial(2, 4, 100, [0.72, 0.77, 0.73])
+    bigger_tied = _trial(3, 6, 100, [0.73, 0.76, 0.73])
+    assert choose([best, worse]) == 0
+    assert choose([best, worse, tied, bigger_tied]) == 2
+    # A single fold has no error: only an equal mean ties, and then the smaller model wins.
+    assert choose([_trial(0, 8, 10, [0.5]), _trial(1, 2, 10, [0.5]), _trial(2, 2, 5, [0.49])]) == 1
