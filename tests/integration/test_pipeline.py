@@ -93,9 +93,14 @@ def test_stream_scores_alerts_dead_letters_and_tables(
         assert int(headers["vigil.source.offset"]) >= 0
 
     # Seeded frauds are alerted with reasons; most ordinary history is not. The burst of
-    # card testing is blatant (HIGH); a single drain or spike is at least a LOW alert.
-    for tx_id in ("acc-ato-drain", "acc-spike-big"):
-        assert tx_id in alerts, f"{tx_id} scored {records[tx_id][1]}"
+    # card testing is blatant (HIGH); the drain is at least a LOW alert. The one-off 40x
+    # purchase is no simulated pattern since issue 15 (inflated amounts come over a
+    # fortnight), so the suite's small model need not alert it, but it must score above
+    # every ordinary transaction of the scenario (the full default model alerts it).
+    assert "acc-ato-drain" in alerts, f"acc-ato-drain scored {records['acc-ato-drain'][1]}"
+    legit_scores = [records[t][1]["score"] for t in sc.valid if t not in sc.frauds]
+    spike = records["acc-spike-big"][1]["score"]
+    assert spike > max(legit_scores), f"acc-spike-big scored {spike}, legit up to {legit_scores}"
     burst = [t for t, p in sc.frauds.items() if p == "card_testing"]
     high = [t for t in burst if t in alerts and alerts[t]["tier"] == "HIGH"]
     assert len(high) >= len(burst) - 2, f"card testing HIGH for {len(high)}/{len(burst)}"
