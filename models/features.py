@@ -283,6 +283,7 @@ def update_account(
         if entry[1] > since_24h:
             distinct_cp += 1
     cp_key = -1
+    cp_entry: list[int] | None = None  # the counterparty's entry, found once for both uses
     if tx.counterparty_id is None:
         new_cp = NAN
         cp_days = NAN
@@ -292,6 +293,7 @@ def update_account(
         cp_days = 0.0
         for entry in st.cps:
             if entry[0] == cp_key:
+                cp_entry = entry
                 new_cp = 0.0
                 cp_days = max(0.0, (ts - entry[1] + entry[2]) / BUCKET_1D_MS)
                 break
@@ -407,14 +409,11 @@ def update_account(
             type_entry[1] += 1
             type_entry[2] += (amount - type_entry[2]) / type_entry[1]
     if cp_key >= 0:
-        if new_cp == 0.0:
-            for entry in st.cps:
-                if entry[0] == cp_key:
-                    last = entry[1]
-                    first = min(last - entry[2], ts)
-                    entry[1] = max(last, ts)
-                    entry[2] = entry[1] - first
-                    break
+        if cp_entry is not None:
+            last = cp_entry[1]
+            first = min(last - cp_entry[2], ts)
+            cp_entry[1] = max(last, ts)
+            cp_entry[2] = cp_entry[1] - first
         else:
             st.cps.append([cp_key, ts, 0])
             if len(st.cps) > MAX_COUNTERPARTIES:
